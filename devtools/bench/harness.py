@@ -1,0 +1,99 @@
+"""The shared pieces of every benchmark: timing, medians and the printed comparison."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Options:
+    """Command-line options every benchmark module receives."""
+
+    quick: bool = False  #: fewer rounds and smaller bursts, for a smoke run in tests
+    rounds: int = 5
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One line of the report: our figure against an anchor's, measured in the same run.
+
+    ``higher_is_better`` is True for rates (msg/s) and False for latencies.
+    ``target`` is the ratio DESIGN.md asks for, ours/anchor for rates and anchor/ours for
+    latencies, so that a ratio above the target always means "met".
+    """
+
+    name: str
+    ours: float
+    anchor: float
+    anchor_name: str
+    unit: str
+    target: float | None = None
+    higher_is_better: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """How many times better than the anchor we are (above 1: better)."""
+        if self.higher_is_better:
+            return self.ours / self.anchor if self.anchor else float("inf")
+        return self.anchor / self.ours if self.ours else float("inf")
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the target is met, or None when there is no target."""
+        return None if self.target is None else self.ratio >= self.target
+
+
+def rate(operation: Callable[[], object], count: int) -> float:
+    """Calls per second of ``operation`` run ``count`` times back to back."""
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(count):
+        operation()
+    return count / (time.perf_counter() - start)
+
+
+def interleaved_medians(
+    candidates: dict[str, Callable[[], float]], rounds: int
+) -> dict[str, float]:
+    """Run each candidate ``rounds`` times, alternating between them; return each median.
+
+    Alternating spreads the machine's noise over every candidate instead of penalising
+    whichever ran while something else was busy.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, measure in candidates.items():
+            samples[name].append(measure())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` percentile (0-1) of ``values`` by nearest rank."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def format_table(comparisons: list[Comparison]) -> str:
+    """The report printed by ``nox -s bench``."""
+    header = f"{'benchmark':<44} {'ours':>12} {'anchor':>12}  {'ratio':>7} {'target':>7}  anchor"
+    lines = [header, "-" * len(header)]
+    for item in comparisons:
+        target = "" if item.target is None else f">={item.target:g}x"
+        verdict = {None: "", True: " ok", False: " MISSED"}[item.met]
+        lines.append(
+            f"{item.name:<44} {item.ours:>10.1f}{_short(item.unit)} "
+            f"{item.anchor:>10.1f}{_short(item.unit)}  {item.ratio:>6.2f}x {target:>7}{verdict}"
+            f"  {item.anchor_name} [{item.unit}]"
+        )
+        lines.extend(f"{'':<44}   note: {note}" for note in item.notes)
+    return "\n".join(lines)
+
+
+def _short(unit: str) -> str:
+    return "  " if unit.endswith("/s") else "us" if unit == "us" else "  "
