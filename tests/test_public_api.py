@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "mailreset.errors",
     "mailreset.mailers",
     "mailreset.testing",
+    "mailreset.tokens",
     "mailreset.transports",
 ]
 

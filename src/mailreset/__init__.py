@@ -20,9 +20,11 @@ from mailreset.errors import (
     WeakPassword,
 )
 from mailreset.mailers import Delivery, Mailer, Retry
+from mailreset.tokens import Claims, TokenService
 from mailreset.transports import SMTPSettings
 
 __all__ = [
+    "Claims",
     "ConfigurationError",
     "Delivery",
     "DeliveryError",
@@ -40,5 +42,6 @@ __all__ = [
     "StaleToken",
     "TemplateError",
     "TemporaryFailure",
+    "TokenService",
     "WeakPassword",
 ]

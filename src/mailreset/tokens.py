@@ -1,0 +1,451 @@
+"""Signed, expiring, purpose-bound tokens for reset links: compact JWTs, HMAC only.
+
+A token is a standard JWS (``header.payload.signature``, base64url, HS256/384/512), so any JWT
+library can read it given the key. The header names the algorithm and a ``kid`` derived from
+the signing key; the payload holds the standard ``sub``, ``iat``, ``exp`` (and ``iss`` when
+configured), the private ``pur`` (the purpose) and, for bound tokens, ``bnd`` (a keyed,
+truncated digest of the user state, never the state itself). Anything in ``extra`` sits
+beside them.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+import attrs
+import jwt
+from jwt.algorithms import HMACAlgorithm
+
+from mailreset._clock import Clock
+from mailreset._jwt_errors import map_jwt_errors
+from mailreset.errors import ConfigurationError, ExpiredToken, InvalidToken, StaleToken
+
+__all__ = ["Claims", "TokenService"]
+
+#: Shortest key accepted, in bytes (of its UTF-8 encoding for a str): 256 bits, as RFC 7518
+#: asks for HS256.
+MIN_KEY_BYTES = 32
+#: Longest token ``verify`` looks at; longer input is refused before any decoding, and
+#: ``issue`` refuses to make a token it could not verify.
+MAX_TOKEN_LENGTH = 4096
+
+Secret: TypeAlias = str | bytes
+State: TypeAlias = str | bytes
+Bind: TypeAlias = State | Callable[[str], State | None]
+Seconds: TypeAlias = float | timedelta
+
+_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+_KEY_HINT = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+# Three non-empty base64url segments, no padding, nothing else: re-padded, whitespace-laden
+# or otherwise "equivalent" spellings of a token are not the token.
+_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_RESERVED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "pur", "bnd"})
+_HEADER_FIELDS = frozenset({"alg", "kid", "typ"})
+_KID_BYTES = 6  # 48 bits: a label to pick the key, not a secret and not a security margin
+_BIND_BYTES = 16  # 128-bit digest of the bound state
+_LATEST = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc)
+
+
+def _readonly(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen(kw_only=True)
+class Claims:
+    """What a verified token says.
+
+    Attributes:
+        subject: the user id the token was issued for, as a string.
+        purpose: what the token is for (``"reset_password"``, ...).
+        issued_at: when it was issued (aware UTC).
+        expires_at: when it stops being valid (aware UTC).
+        extra: the application's own claims given to ``issue(extra=...)`` (read-only).
+
+    .. versionadded:: 0.1
+    """
+
+    subject: str
+    purpose: str
+    issued_at: datetime
+    expires_at: datetime
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_readonly, hash=False)
+
+
+class _Key:
+    """One secret, prepared once: its kid, its header segment and its keyed MAC states."""
+
+    __slots__ = ("_bind_mac", "_mac", "header", "kid")
+
+    def __init__(self, secret: bytes, algorithm: str) -> None:
+        digest = _HASHES[algorithm]
+        # The kid is a keyed hash of a constant: it names the key without revealing it.
+        self.kid = _b64(hmac.digest(secret, b"mailreset kid", "sha256")[:_KID_BYTES])
+        header = {"alg": algorithm, "kid": self.kid, "typ": "JWT"}
+        self.header = _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+        # Keyed MAC states are built once; each use copies one (cheaper than hmac.new).
+        self._mac = hmac.new(secret, digestmod=digest)
+        # A separate key for state digests, derived from the secret, so a digest is never
+        # something the signing key also produced for another input.
+        bind_key = hmac.digest(secret, b"mailreset bind", "sha256")
+        self._bind_mac = hmac.new(bind_key, digestmod=hashlib.sha256)
+
+    def sign(self, signing_input: bytes) -> str:
+        mac = self._mac.copy()
+        mac.update(signing_input)
+        return _b64(mac.digest())
+
+    def state_digest(self, purpose: str, subject: str, state: bytes) -> str:
+        mac = self._bind_mac.copy()
+        mac.update(f"{len(purpose)}:{purpose}{len(subject)}:{subject}".encode())
+        mac.update(state)
+        return _b64(mac.digest()[:_BIND_BYTES])
+
+
+def _seconds(name: str, value: object, *, minimum: float) -> float:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigurationError(
+            f"{name} must be a number of seconds or a timedelta, not {value!r}"
+        )
+    if not math.isfinite(seconds) or seconds < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum:g} seconds, not {value!r}")
+    return seconds
+
+
+def _secrets(secret_key: object) -> list[bytes]:
+    keys = [secret_key] if isinstance(secret_key, (str, bytes)) else secret_key
+    if not isinstance(keys, Sequence) or not keys:
+        raise ConfigurationError(
+            "secret_key must be a str or bytes, or a non-empty sequence of them "
+            f"(the first signs, all verify); {_KEY_HINT}"
+        )
+    secrets: list[bytes] = []
+    for position, key in enumerate(keys):
+        name = "secret_key" if isinstance(secret_key, (str, bytes)) else f"secret_key[{position}]"
+        if not isinstance(key, (str, bytes)):
+            raise ConfigurationError(f"{name} must be a str or bytes, not {type(key).__name__}")
+        raw = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
+        if len(raw) < MIN_KEY_BYTES:
+            raise ConfigurationError(
+                f"{name} is {len(raw)} bytes; a key needs at least {MIN_KEY_BYTES} random "
+                f"bytes: {_KEY_HINT}"
+            )
+        try:
+            # PyJWT refuses PEM/SSH/DER public keys and JWK documents as HMAC secrets: using
+            # one would open the door to algorithm-confusion attacks.
+            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(raw)
+        except jwt.PyJWTError as exc:
+            raise ConfigurationError(f"{name} cannot be an HMAC secret: {exc}") from exc
+        secrets.append(raw)
+    return secrets
+
+
+def _check_purpose(purpose: object) -> str:
+    if not isinstance(purpose, str) or not purpose:
+        raise ConfigurationError(f"purpose must be a non-empty str, not {purpose!r}")
+    return purpose
+
+
+def _state_bytes(state: object, name: str) -> bytes:
+    if isinstance(state, str):
+        return state.encode("utf-8", "surrogatepass")
+    if isinstance(state, bytes):
+        return state
+    raise ConfigurationError(f"{name} must be a str or bytes, not {type(state).__name__}")
+
+
+def _timestamp(payload: Mapping[str, Any], name: str) -> float:
+    value = payload.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= _LATEST:
+        raise InvalidToken(f"the token's {name!r} claim is not a date")
+    return value
+
+
+class TokenService:
+    """Issues and verifies signed, expiring tokens bound to a purpose and, optionally, to state.
+
+    Args:
+        secret_key: a str or bytes of at least 32 bytes, or a sequence of them for rotation:
+            the first signs, every one verifies, and the token's ``kid`` header picks the key.
+        max_age: default lifetime of a token, in seconds or as a timedelta.
+        algorithm: ``"HS256"``, ``"HS384"`` or ``"HS512"``; tokens naming any other algorithm
+            (``none``, RSA, EC, or another HMAC) are rejected.
+        issuer: when set, written as ``iss`` and required on verification.
+        leeway: clock skew tolerated on ``exp``, ``iat`` and ``nbf``, in seconds or a timedelta.
+        clock: returns the current time as an aware UTC datetime (inject one in tests).
+
+    Raises:
+        ConfigurationError: a setting that cannot work, named in the message.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = (
+        "_by_header",
+        "_by_kid",
+        "_clock",
+        "_signer",
+        "algorithm",
+        "issuer",
+        "leeway",
+        "max_age",
+    )
+
+    def __init__(
+        self,
+        secret_key: Secret | Sequence[Secret],
+        *,
+        max_age: Seconds = 600,
+        algorithm: str = "HS256",
+        issuer: str | None = None,
+        leeway: Seconds = 0,
+        clock: Clock | None = None,
+    ) -> None:
+        if algorithm not in _HASHES:
+            raise ConfigurationError(
+                f"algorithm must be one of HS256, HS384, HS512, not {algorithm!r}: "
+                "mailreset signs with a shared secret only"
+            )
+        if issuer is not None and (not isinstance(issuer, str) or not issuer):
+            raise ConfigurationError(f"issuer must be a non-empty str or None, not {issuer!r}")
+        if clock is not None and not callable(clock):
+            raise ConfigurationError(f"clock must be a callable returning a datetime: {clock!r}")
+        #: the signing algorithm, and the only one accepted.
+        self.algorithm = algorithm
+        #: the ``iss`` claim written and required, or None.
+        self.issuer = issuer
+        #: default token lifetime, in seconds.
+        self.max_age = _seconds("max_age", max_age, minimum=1)
+        #: tolerated clock skew, in seconds.
+        self.leeway = _seconds("leeway", leeway, minimum=0)
+        self._clock = clock
+        keys = [_Key(secret, algorithm) for secret in _secrets(secret_key)]
+        self._signer = keys[0]
+        self._by_kid = {key.kid: key for key in keys}
+        if len(self._by_kid) != len(keys):
+            raise ConfigurationError("secret_key lists the same key twice")
+        self._by_header = {key.header: key for key in keys}
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenService(algorithm={self.algorithm!r}, max_age={self.max_age:g}, "
+            f"issuer={self.issuer!r}, leeway={self.leeway:g}, "
+            f"keys={list(self._by_kid)!r})"
+        )
+
+    def _now(self) -> float:
+        if self._clock is None:
+            return time.time()
+        now = self._clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise ConfigurationError(f"clock must return an aware datetime, not {now!r}")
+        return now.timestamp()
+
+    def issue(
+        self,
+        purpose: str,
+        subject: str | int,
+        *,
+        bind: State | None = None,
+        max_age: Seconds | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Return a new token for ``subject`` (a user id) usable only for ``purpose``.
+
+        Args:
+            purpose: what the token is for; ``verify`` must name the same purpose.
+            subject: the user id, int or str (stored as a str).
+            bind: user state that must not change while the token lives (the password hash,
+                the last login); the token carries a keyed digest of it, never the value.
+            max_age: this token's lifetime, instead of the service's.
+            extra: more claims (JSON values) returned in ``Claims.extra``; they are signed
+                but readable by anyone holding the token, so keep secrets out.
+
+        Raises:
+            ConfigurationError: an argument that cannot be used, named in the message.
+        """
+        purpose = _check_purpose(purpose)
+        if isinstance(subject, bool) or not isinstance(subject, (str, int)) or subject == "":
+            raise ConfigurationError(f"subject must be a non-empty str or an int: {subject!r}")
+        sub = str(subject)
+        lifetime = self.max_age if max_age is None else _seconds("max_age", max_age, minimum=1)
+        issued = math.floor(self._now())
+        payload: dict[str, Any] = {}
+        if extra:
+            if not isinstance(extra, Mapping):
+                raise ConfigurationError(f"extra must be a mapping, not {type(extra).__name__}")
+            clashes = sorted(str(name) for name in extra if name in _RESERVED)
+            if clashes or not all(isinstance(name, str) for name in extra):
+                raise ConfigurationError(
+                    f"extra must have str keys other than the reserved {sorted(_RESERVED)}"
+                )
+            payload.update(extra)
+        payload["sub"] = sub
+        payload["iat"] = issued
+        payload["exp"] = issued + math.ceil(lifetime)
+        if self.issuer is not None:
+            payload["iss"] = self.issuer
+        payload["pur"] = purpose
+        signer = self._signer
+        if bind is not None:
+            payload["bnd"] = signer.state_digest(purpose, sub, _state_bytes(bind, "bind"))
+        try:
+            body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"extra must hold JSON values only: {exc}") from exc
+        signing_input = f"{signer.header}.{_b64(body)}"
+        token = f"{signing_input}.{signer.sign(signing_input.encode('ascii'))}"
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise ConfigurationError(
+                f"the token would be {len(token)} characters, over the {MAX_TOKEN_LENGTH} "
+                "verify accepts: make extra smaller"
+            )
+        return token
+
+    def verify(self, token: object, purpose: str, *, bind: Bind | None = None) -> Claims:
+        """Return the claims of ``token`` if it is genuine, unexpired, for ``purpose`` and fresh.
+
+        Args:
+            token: whatever arrived (a str, normally); any other input is an ``InvalidToken``.
+            purpose: the purpose the token must have been issued for.
+            bind: the user's current state, or a callable ``subject -> state | None`` (None
+                means the user is gone). Required for tokens issued with ``bind``, refused
+                for tokens issued without. The callable runs only for genuine, unexpired
+                tokens; its own exceptions propagate.
+
+        Raises:
+            ExpiredToken: genuine, for this purpose, but its time is up (``expired_at`` says
+                when), whatever else may be true of it.
+            StaleToken: genuine and unexpired, but the bound state changed (already used).
+            InvalidToken: anything else: malformed, forged, another key, algorithm, purpose
+                or issuer, not yet valid, or its user is gone.
+            ConfigurationError: ``purpose`` or ``bind`` (not the token) cannot be used.
+
+        Verifying consumes nothing: the same token verifies again until its state changes.
+        """
+        _check_purpose(purpose)
+        if bind is not None and not callable(bind):
+            _state_bytes(bind, "bind")
+        key, payload = self._open(token)
+
+        with map_jwt_errors():
+            subject = payload.get("sub")
+            if not isinstance(subject, str) or not subject:
+                raise InvalidToken("the token has no subject")
+            issued = _timestamp(payload, "iat")
+            expires = _timestamp(payload, "exp")
+            not_before = _timestamp(payload, "nbf") if "nbf" in payload else None
+            if payload.get("iss") != self.issuer:
+                raise InvalidToken("the token comes from another issuer")
+            if payload.get("pur") != purpose:
+                raise InvalidToken(f"the token is not for {purpose!r}")
+            digest = payload.get("bnd")
+            if digest is None and bind is not None:
+                raise InvalidToken("the token is not bound to any state, but bind= was given")
+            if digest is not None and bind is None:
+                raise InvalidToken("the token is bound to user state: pass bind= to verify it")
+            if digest is not None and not isinstance(digest, str):
+                raise InvalidToken("the token's state digest is malformed")
+
+            now = self._now()
+            if now >= expires + self.leeway:
+                raise ExpiredToken(
+                    f"the token expired at {_utc(expires).isoformat()}",
+                    expired_at=_utc(expires),
+                )
+            if issued > now + self.leeway:
+                raise InvalidToken("the token was issued in the future")
+            if not_before is not None and not_before > now + self.leeway:
+                raise InvalidToken(f"the token is not valid before {_utc(not_before).isoformat()}")
+            extra = {name: value for name, value in payload.items() if name not in _RESERVED}
+            claims = Claims(
+                subject=subject,
+                purpose=purpose,
+                issued_at=_utc(issued),
+                expires_at=_utc(expires),
+                extra=extra,
+            )
+
+        if digest is not None:
+            state = bind(subject) if callable(bind) else bind
+            if state is None:
+                raise InvalidToken("the token's user no longer exists")
+            expected = key.state_digest(purpose, subject, _state_bytes(state, "bind state"))
+            if not hmac.compare_digest(expected.encode(), digest.encode("utf-8", "replace")):
+                raise StaleToken("the token was already used or superseded (its state changed)")
+        return claims
+
+    def _open(self, token: object) -> tuple[_Key, dict[str, Any]]:
+        """Check the shape, the header and the signature; return the key and the payload."""
+        if isinstance(token, bytes):
+            if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+                raise InvalidToken("not a token: too long or not ASCII")
+            token = token.decode("ascii")
+        elif not isinstance(token, str):
+            raise InvalidToken(f"not a token: a {type(token).__name__}, not a str")
+        # The length cap comes first, so megabytes of garbage cost nothing but len().
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken(f"not a token: longer than {MAX_TOKEN_LENGTH} characters")
+        if _SHAPE.fullmatch(token) is None:
+            raise InvalidToken("not a token: expected three base64url segments joined by dots")
+        header, body, signature = token.split(".")
+        key = self._by_header.get(header) or self._key_for(token)
+        # Comparing the encoded signatures (not decoded bytes) also refuses non-canonical
+        # base64 spellings of the right signature.
+        expected = key.sign(f"{header}.{body}".encode("ascii"))
+        if not hmac.compare_digest(expected, signature):
+            raise InvalidToken("the token's signature does not match")
+        with map_jwt_errors():
+            payload = json.loads(_b64decode(body))
+        if not isinstance(payload, dict):
+            raise InvalidToken("the token's payload is not a JSON object")
+        return key, payload
+
+    def _key_for(self, token: str) -> _Key:
+        """Slow path for a header we did not write byte for byte: read it, then pick the key."""
+        with map_jwt_errors():
+            header = jwt.get_unverified_header(token)
+        algorithm = header.get("alg")
+        if algorithm != self.algorithm:
+            raise InvalidToken(
+                f"the token's algorithm {algorithm!r} is not allowed; only {self.algorithm}"
+            )
+        unexpected = set(header) - _HEADER_FIELDS
+        if unexpected:
+            raise InvalidToken(f"the token's header has unexpected fields {sorted(unexpected)}")
+        if header.get("typ", "JWT") != "JWT":
+            raise InvalidToken("the token's header type is not JWT")
+        kid = header.get("kid")
+        key = self._by_kid.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken(
+                "the token's key id (kid) is unknown: signed with another key, or one rotated out"
+            )
+        return key
