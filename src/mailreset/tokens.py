@@ -358,7 +358,7 @@ class TokenService:
         with map_jwt_errors():
             subject = payload.get("sub")
             if not isinstance(subject, str) or not subject:
-                raise InvalidToken("the token has no subject")
+                raise InvalidToken("the token's subject (sub) is missing or not a string")
             issued = _timestamp(payload, "iat")
             expires = _timestamp(payload, "exp")
             not_before = _timestamp(payload, "nbf") if "nbf" in payload else None
@@ -443,6 +443,8 @@ class TokenService:
         if header.get("typ", "JWT") != "JWT":
             raise InvalidToken("the token's header type is not JWT")
         kid = header.get("kid")
+        if kid is None:
+            raise InvalidToken("the token names no key id (kid)")
         key = self._by_kid.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise InvalidToken(
