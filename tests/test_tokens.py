@@ -140,7 +140,7 @@ def test_verify_accepts_the_token_as_ascii_bytes(service: TokenService) -> None:
 @pytest.mark.parametrize("algorithm", ["HS256", "HS384", "HS512"])
 def test_every_hmac_algorithm_round_trips(algorithm: str, clock: SteppingClock) -> None:
     """HS256, HS384 and HS512 services each verify their own tokens."""
-    service = TokenService(KEY, algorithm=algorithm, clock=clock)
+    service = TokenService(KEY * 2, algorithm=algorithm, clock=clock)
     token = service.issue("p", 7)
 
     assert algorithm == _parts(token)[0]["alg"]
@@ -284,6 +284,8 @@ def test_the_kid_reveals_nothing_of_the_key(service: TokenService) -> None:
     [
         ({"secret_key": "short"}, "secrets.token_urlsafe"),
         ({"secret_key": b"x" * 31}, "at least 32"),
+        ({"secret_key": b"x" * 47, "algorithm": "HS384"}, r"at least 48.*token_urlsafe\(48\)"),
+        ({"secret_key": b"x" * 63, "algorithm": "HS512"}, "at least 64"),
         ({"secret_key": []}, "secret_key"),
         ({"secret_key": [KEY, 42]}, r"secret_key\[1\]"),
         ({"secret_key": [KEY, KEY]}, "same key twice"),
@@ -412,7 +414,7 @@ def _es256_header(service: TokenService, clock: SteppingClock) -> tuple[str, dic
 
 
 def _other_hmac(service: TokenService, clock: SteppingClock) -> tuple[str, dict[str, Any]]:
-    token = TokenService(KEY, algorithm="HS512", clock=clock).issue("reset_password", 1)
+    token = TokenService(KEY * 2, algorithm="HS512", clock=clock).issue("reset_password", 1)
     return token, {}
 
 
@@ -737,3 +739,15 @@ def test_pyjwt_sees_our_expired_token_as_expired() -> None:
 
     with pytest.raises(jwt.ExpiredSignatureError):
         jwt.decode(token, KEY, algorithms=["HS256"])
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "HS384", "HS512"])
+@pytest.mark.parametrize("length", [64, 65, 128, 129, 300])
+def test_pyjwt_verifies_every_algorithm_and_key_length(algorithm: str, length: int) -> None:
+    """Our signatures are standard HMAC for each algorithm, short keys and keys past a block."""
+    key = (KEY * 10)[:length]
+    token = TokenService(key, algorithm=algorithm).issue("p", "ada", extra={"n": [1, "é"]})
+
+    payload = jwt.decode(token, key, algorithms=[algorithm])
+
+    assert ("ada", [1, "é"]) == (payload["sub"], payload["n"])
