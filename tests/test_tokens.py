@@ -751,3 +751,13 @@ def test_pyjwt_verifies_every_algorithm_and_key_length(algorithm: str, length: i
     payload = jwt.decode(token, key, algorithms=[algorithm])
 
     assert ("ada", [1, "é"]) == (payload["sub"], payload["n"])
+
+
+@pytest.mark.parametrize("subject", ['a"b\\c', "é\u2028\x00\n", "用户-7", "\ud800"])
+def test_any_subject_text_round_trips(service: TokenService, subject: str) -> None:
+    """Quotes, control characters, non-ASCII and lone surrogates come back unchanged."""
+    token = service.issue("p", subject, extra={subject: subject})
+
+    claims = service.verify(token, "p")
+
+    assert (subject, {subject: subject}) == (claims.subject, dict(claims.extra))
