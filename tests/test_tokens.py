@@ -294,6 +294,7 @@ def test_the_kid_reveals_nothing_of_the_key(service: TokenService) -> None:
         ({"algorithm": "none"}, "algorithm"),
         ({"algorithm": "RS256"}, "algorithm"),
         ({"algorithm": "hs256"}, "algorithm"),
+        ({"algorithm": ["HS256"]}, "algorithm"),
         ({"max_age": 0}, "max_age"),
         ({"max_age": -5}, "max_age"),
         ({"max_age": True}, "max_age"),
@@ -761,3 +762,35 @@ def test_any_subject_text_round_trips(service: TokenService, subject: str) -> No
     claims = service.verify(token, "p")
 
     assert (subject, {subject: subject}) == (claims.subject, dict(claims.extra))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+CLAIM_NAMES = st.sampled_from(["sub", "iat", "exp", "nbf", "iss", "pur", "bnd", "x"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    header=st.dictionaries(st.sampled_from(["alg", "kid", "typ", "crit", "b64"]), JSON),
+    payload=st.dictionaries(CLAIM_NAMES, JSON) | JSON,
+    good_header=st.booleans(),
+)
+def test_a_key_holders_odd_payload_only_raises_token_errors(
+    header: dict[str, Any], payload: Any, good_header: bool
+) -> None:
+    """Correctly signed but odd headers and claims still end in a token error or in Claims."""
+    service = TokenService(KEY, clock=SteppingClock())
+    if good_header:
+        header = _parts(_valid(service))[0]
+    token = _sign(header, payload, KEY)
+
+    try:
+        claims = service.verify(token, "reset_password", bind=STATE)
+    except InvalidToken:
+        return
+    assert isinstance(claims, Claims)

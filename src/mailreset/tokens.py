@@ -259,8 +259,8 @@ class TokenService:
 
     Args:
         secret_key: a str or bytes of at least 32 bytes (48 for HS384, 64 for HS512), or a
-            sequence of them for rotation:
-            the first signs, every one verifies, and the token's ``kid`` header picks the key.
+            sequence of them for rotation: the first signs, every one verifies, and the
+            token's ``kid`` header picks the key.
         max_age: default lifetime of a token, in seconds or as a timedelta.
         algorithm: ``"HS256"``, ``"HS384"`` or ``"HS512"``; tokens naming any other algorithm
             (``none``, RSA, EC, or another HMAC) are rejected.
@@ -296,7 +296,7 @@ class TokenService:
         leeway: Seconds = 0,
         clock: Clock | None = None,
     ) -> None:
-        if algorithm not in _HASHES:
+        if not isinstance(algorithm, str) or algorithm not in _HASHES:
             raise ConfigurationError(
                 f"algorithm must be one of HS256, HS384, HS512, not {algorithm!r}: "
                 "mailreset signs with a shared secret only"
