@@ -557,13 +557,12 @@ def _environment(templates: TemplatesInput) -> tuple[jinja2.Environment, str]:
         )
     else:
         environment = base.overlay(
-            loader=loader,
-            autoescape=_autoescape,
-            undefined=jinja2.StrictUndefined,
-            extensions=["jinja2.ext.i18n"],
+            loader=loader, autoescape=_autoescape, undefined=jinja2.StrictUndefined
         )
-        # overlay() shares the globals dict; installing gettext must not touch the app's.
+        # overlay() shares the app's globals dict: give ours a copy before the i18n extension
+        # and gettext add names to it.
         environment.globals = dict(base.globals)
+        environment.add_extension("jinja2.ext.i18n")
     return environment, where
 
 
