@@ -28,12 +28,12 @@ import io
 import mimetypes
 import os
 import re
+import secrets
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from email.generator import BytesGenerator
 from email.message import EmailMessage, Message, MIMEPart
 from email.policy import SMTP
-from email.policy import default as default_policy
 from email.utils import getaddresses, make_msgid
 from importlib import resources
 from typing import Any, NoReturn
@@ -51,6 +51,7 @@ from mailreset._headers import (
     parse_addresses,
 )
 from mailreset._html2text import html_to_text
+from mailreset._policy import CheckedAddresses, caching_policy
 from mailreset.errors import ConfigurationError, InvalidMessage, TemplateError
 
 __all__ = ["Attachment", "MessageBuilder", "envelope", "wire_bytes"]
@@ -272,7 +273,10 @@ class MessageBuilder:
             raise ConfigurationError(f"domain must be a host name, not {domain!r}")
         self._domain = domain
         self._clock: Clock = clock or utc_now
-        self._policy = default_policy
+        self._policy = caching_policy()
+        self._from = str(self._sender)
+        self._boundary = f"=_mailreset_{secrets.token_hex(12)}"
+        self._reply_to_value = ", ".join(map(str, self._reply_to))
         catalog, canonical = _bundled_translations(locale)
         if canonical is None and translations is None:
             raise ConfigurationError(
@@ -357,15 +361,21 @@ class MessageBuilder:
             )
 
         message = EmailMessage(policy=self._policy)
-        message["From"] = self._sender
+        # Strings, not Address objects: the policy caches headers made from strings.
+        # The builder's own addresses go in as strings (the policy caches those headers), the
+        # per-message ones as CheckedAddresses (already validated: no second parse).
+        message["From"] = self._from
         if to_addresses:
-            message["To"] = to_addresses
+            message["To"] = CheckedAddresses(to_addresses)
         if cc_addresses:
-            message["Cc"] = cc_addresses
+            message["Cc"] = CheckedAddresses(cc_addresses)
         if bcc_addresses:
-            message["Bcc"] = bcc_addresses
-        if reply_addresses:
-            message["Reply-To"] = reply_addresses
+            message["Bcc"] = CheckedAddresses(bcc_addresses)
+        if reply_to is None:
+            if self._reply_to_value:
+                message["Reply-To"] = self._reply_to_value
+        elif reply_addresses:
+            message["Reply-To"] = CheckedAddresses(reply_addresses)
         message["Subject"] = subject
         now = self._clock()
         if now.tzinfo is None or now.utcoffset() is None:
@@ -374,7 +384,7 @@ class MessageBuilder:
         message["Message-ID"] = make_msgid(domain=self._domain)
         for name, value in extra.items():
             message[name] = value
-        _set_body(message, text, html, files)
+        _set_body(message, text, html, files, self._boundary)
         return message
 
     # -- templates
@@ -480,7 +490,11 @@ def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _set_body(
-    message: EmailMessage, text: str, html: str | None, files: tuple[Attachment, ...]
+    message: EmailMessage,
+    text: str,
+    html: str | None,
+    files: tuple[Attachment, ...],
+    boundary: str,
 ) -> None:
     # Sub-parts are MIMEParts: EmailMessage.add_alternative/add_attachment would make each of
     # them an EmailMessage, which stamps a stray MIME-Version header on every part.
@@ -488,6 +502,10 @@ def _set_body(
     message.set_content(text, cte=_transfer_encoding(text))
     if html is not None:
         message.make_alternative()
+        # One boundary per builder (its Content-Type header is then cached), unless the text
+        # happens to contain it; the generator picks a fresh one for every other multipart.
+        if boundary not in text and boundary not in html:
+            message.set_boundary(boundary)
         html_part = MIMEPart(policy=policy)
         html_part.set_content(html, subtype="html", cte=_transfer_encoding(html))
         for item in files:
