@@ -225,6 +225,10 @@ class MessageBuilder:
     (``StrictUndefined``), HTML templates are autoescaped and text templates are not, and
     ``{% trans %}`` works (``jinja2.ext.i18n``).
 
+    A builder is safe to share between threads; make one at start-up and keep it (it caches
+    compiled templates and the headers its messages repeat, which makes building several
+    times faster than doing it by hand with ``EmailMessage``).
+
     Compiled templates are cached for the builder's life unless the given Environment has
     ``auto_reload`` on (Jinja2's default for an Environment you make yourself); a builder made
     from a folder path or a loader does not notice edits after a template's first use.
@@ -245,6 +249,9 @@ class MessageBuilder:
     Raises:
         ConfigurationError: a bad option (a missing folder, an unknown locale).
         InvalidMessage: a bad sender, reply_to or header.
+
+    Attributes:
+        locale: the canonical locale in use (``"en"``, ``"zh_Hans"`` or the one given).
 
     .. versionadded:: 0.1
     """
