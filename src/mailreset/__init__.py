@@ -20,9 +20,11 @@ from mailreset.errors import (
     WeakPassword,
 )
 from mailreset.mailers import Delivery, Mailer, Retry
+from mailreset.messages import Attachment, MessageBuilder, envelope, wire_bytes
 from mailreset.transports import SMTPSettings
 
 __all__ = [
+    "Attachment",
     "ConfigurationError",
     "Delivery",
     "DeliveryError",
@@ -33,6 +35,7 @@ __all__ = [
     "MailerClosed",
     "MailerUnavailable",
     "MailresetError",
+    "MessageBuilder",
     "PermanentFailure",
     "QueueFull",
     "Retry",
@@ -41,4 +44,6 @@ __all__ = [
     "TemplateError",
     "TemporaryFailure",
     "WeakPassword",
+    "envelope",
+    "wire_bytes",
 ]
