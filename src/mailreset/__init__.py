@@ -20,10 +20,12 @@ from mailreset.errors import (
     WeakPassword,
 )
 from mailreset.mailers import Delivery, Mailer, Retry
+from mailreset.messages import Attachment, MessageBuilder, envelope, wire_bytes
 from mailreset.tokens import Claims, TokenService
 from mailreset.transports import SMTPSettings
 
 __all__ = [
+    "Attachment",
     "Claims",
     "ConfigurationError",
     "Delivery",
@@ -35,6 +37,7 @@ __all__ = [
     "MailerClosed",
     "MailerUnavailable",
     "MailresetError",
+    "MessageBuilder",
     "PermanentFailure",
     "QueueFull",
     "Retry",
@@ -44,4 +47,6 @@ __all__ = [
     "TemporaryFailure",
     "TokenService",
     "WeakPassword",
+    "envelope",
+    "wire_bytes",
 ]
