@@ -158,7 +158,7 @@ class SinkWebServer:
     def start(self) -> SinkWebServer:
         """Serve in a daemon thread."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sink-web", daemon=True
+            target=self._server.serve_forever, args=(0.1,), name="sink-web", daemon=True
         )
         self._thread.start()
         return self
