@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import TextIO
 
@@ -62,6 +63,8 @@ class DebugSink:
 
     def start(self) -> DebugSink:
         """Start the viewer, then the SMTP server."""
+        # aiosmtpd reports a taken port only after its 5 s start-up timeout: check first.
+        _check_free(self.smtp.host, self.smtp.port)
         if self.web is not None:
             self.web.start()
         try:
@@ -85,3 +88,16 @@ class DebugSink:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _check_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # The same option asyncio's server sets, so only a listening socket makes this fail.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise OSError(
+                error.errno, f"cannot listen on {host}:{port}: {error.strerror}"
+            ) from None
