@@ -11,6 +11,7 @@ a millisecond for ``policy.default``) so printing keeps pace with the SMTP serve
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import html
@@ -33,6 +34,7 @@ _TRAILING_PUNCTUATION = ".,;:!?"
 # C0/C1 controls, bidi overrides and zero-width characters: never echoed to a terminal.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 MAX_LINKS = 10
+COALESCE_SECONDS = 0.02
 
 
 @attrs.frozen(kw_only=True)
@@ -55,12 +57,16 @@ class Summary:
 def summarize(stored: StoredMessage) -> Summary:
     """Read the fields of the terminal block from a stored message, quickly."""
     captured = stored.message
-    parsed = email.message_from_bytes(captured.raw, policy=email.policy.compat32)
+    try:
+        subject, links = _fast_fields(captured.raw)
+    except Exception:
+        parsed = email.message_from_bytes(captured.raw, policy=email.policy.compat32)
+        subject, links = _decoded(parsed.get("Subject", "")), _links(parsed)
     return Summary(
         sender=captured.envelope_from,
         recipients=tuple(captured.envelope_to),
-        subject=_decoded(parsed.get("Subject", "")),
-        links=_links(parsed),
+        subject=subject,
+        links=links,
     )
 
 
@@ -96,6 +102,7 @@ class TerminalPrinter:
         self._queue: queue.Queue[StoredMessage | None] = queue.Queue(max_pending)
         self._skipped = 0
         self._skipped_lock = threading.Lock()
+        self._hurry = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sink-terminal", daemon=True)
         self._thread.start()
 
@@ -109,6 +116,7 @@ class TerminalPrinter:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued block is printed; False if ``timeout`` passed first."""
+        self._hurry.set()
         done = threading.Event()
         waiter = threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True)
         waiter.start()
@@ -117,34 +125,142 @@ class TerminalPrinter:
     def close(self, timeout: float = 5.0) -> None:
         """Print what is queued, then stop the thread."""
         self._queue.put(None)
+        self._hurry.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
-            stored = self._queue.get()
+            # Take everything waiting and write it at once: one write and one wake-up per
+            # burst instead of per message keeps the printer off the SMTP server's back.
+            batch = [self._queue.get()]
+            if batch[-1] is not None:
+                # Let a burst gather for a moment: a person cannot tell 20 ms, and waking
+                # once per burst instead of once per message halves the printer's cost.
+                self._hurry.wait(COALESCE_SECONDS)
+                self._hurry.clear()
+            while batch[-1] is not None and len(batch) < 1000:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if stored is None:
-                    return
-                self._print(stored)
+                self._print([stored for stored in batch if stored is not None])
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
+            if batch[-1] is None:
+                return
 
-    def _print(self, stored: StoredMessage) -> None:
+    def _print(self, batch: list[StoredMessage]) -> None:
         with self._skipped_lock:
             skipped, self._skipped = self._skipped, 0
-        text = ""
+        blocks = []
         if skipped:
-            text += f"--- ({skipped} messages not shown here: the terminal fell behind) ---\n"
+            blocks.append(
+                f"--- ({skipped} messages not shown here: the terminal fell behind) ---\n"
+            )
+        for stored in batch:
+            try:
+                blocks.append(format_block(stored, viewer_url=self.viewer_url))
+            except Exception as error:
+                blocks.append(f"--- message {stored.id}: cannot summarise it ({error!r}) ---\n")
+        if not blocks:
+            return
         try:
-            text += format_block(stored, viewer_url=self.viewer_url)
-        except Exception as error:
-            text += f"--- message {stored.id}: cannot summarise it ({error!r}) ---\n"
-        try:
-            self.stream.write(text)
+            self.stream.write("".join(blocks))
             self.stream.flush()
         except (OSError, ValueError):
             # The terminal went away (closed pipe); the store and the viewer still work.
             pass
+
+
+# The fast path: a small MIME walk over bytes (split at boundaries, decode QP and base64 in
+# C) that finds the subject and the text parts' links in ~20 us, where the email package
+# takes 80 us (compat32) to 1.4 ms (policy.default). Anything it does not expect raises,
+# and the email package takes over. The viewer always uses the real parser.
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FOLDING = re.compile(r"\r?\n[ \t]+")
+_MAX_DEPTH = 8
+
+
+def _fast_fields(raw: bytes) -> tuple[str, tuple[str, ...]]:
+    head, body = _split(raw)
+    headers = _header_map(head)
+    subject = headers.get("subject", "")
+    if "=?" in subject:
+        subject = _decoded(subject)
+    found: list[str] = []
+    for subtype, text in _text_parts(headers, body, 0):
+        found.extend(_links_in(subtype, text))
+    return subject, tuple(dict.fromkeys(found))
+
+
+def _split(raw: bytes) -> tuple[bytes, bytes]:
+    if raw.startswith((b"\r\n", b"\n")):
+        return b"", raw.split(b"\n", 1)[1]
+    match = _HEADER_END.search(raw)
+    if match is None:
+        return raw, b""
+    return raw[: match.start()], raw[match.end() :]
+
+
+def _header_map(head: bytes) -> dict[str, str]:
+    text = _FOLDING.sub(" ", head.decode("utf-8", "replace"))
+    headers: dict[str, str] = {}
+    for line in text.splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            headers.setdefault(name.strip().lower(), value.strip())
+    return headers
+
+
+def _param(value: str, name: str) -> str | None:
+    match = re.search(rf"""{name}\s*=\s*(?:"([^"]*)"|([^\s;"]+))""", value, re.IGNORECASE)
+    return None if match is None else (match[1] if match[1] is not None else match[2])
+
+
+def _text_parts(headers: dict[str, str], body: bytes, depth: int) -> list[tuple[str, str]]:
+    if depth > _MAX_DEPTH:
+        raise ValueError("MIME nested too deeply")
+    content_type = headers.get("content-type", "text/plain")
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind.startswith("multipart/"):
+        boundary = _param(content_type, "boundary")
+        if not boundary:
+            raise ValueError("multipart without a boundary")
+        parts: list[tuple[str, str]] = []
+        for piece in body.split(b"--" + boundary.encode("utf-8"))[1:]:
+            if piece.startswith(b"--"):
+                break
+            head, part_body = _split(piece.split(b"\n", 1)[1] if b"\n" in piece else b"")
+            parts.extend(_text_parts(_header_map(head), part_body, depth + 1))
+        return parts
+    if kind not in {"text/plain", "text/html"}:
+        return []
+    if headers.get("content-disposition", "").lower().startswith("attachment"):
+        return []
+    encoding = headers.get("content-transfer-encoding", "7bit").strip().lower()
+    if encoding == "quoted-printable":
+        body = binascii.a2b_qp(body)
+    elif encoding == "base64":
+        body = binascii.a2b_base64(body)
+    charset = _param(content_type, "charset") or "utf-8"
+    try:
+        text = body.decode(charset, "replace")
+    except LookupError:
+        text = body.decode("utf-8", "replace")
+    return [(kind.split("/", 1)[1], text)]
+
+
+def _links_in(subtype: str, text: str) -> list[str]:
+    if subtype == "html":
+        found = []
+        for groups in _HREF.findall(text):
+            href = next((group for group in groups if group), "").strip()
+            if href.startswith(("http://", "https://")):
+                found.append(html.unescape(href))
+        return found
+    return [match.rstrip(_TRAILING_PUNCTUATION) for match in _URL_IN_TEXT.findall(text)]
 
 
 def _decoded(value: object) -> str:
@@ -165,23 +281,12 @@ def _links(parsed: Message) -> tuple[str, ...]:
         if part.get_content_maintype() != "text" or part.get_filename():
             continue
         subtype = part.get_content_subtype()
-        if subtype not in {"plain", "html"}:
-            continue
         payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
+        if subtype not in {"plain", "html"} or not isinstance(payload, bytes):
             continue
-        charset = part.get_content_charset() or "utf-8"
         try:
-            text = payload.decode(charset, "replace")
+            text = payload.decode(part.get_content_charset() or "utf-8", "replace")
         except LookupError:
             text = payload.decode("utf-8", "replace")
-        if subtype == "html":
-            for groups in _HREF.findall(text):
-                href = next((group for group in groups if group), "").strip()
-                if href.startswith(("http://", "https://")):
-                    found.append(html.unescape(href))
-        else:
-            found.extend(
-                match.rstrip(_TRAILING_PUNCTUATION) for match in _URL_IN_TEXT.findall(text)
-            )
+        found.extend(_links_in(subtype, text))
     return tuple(dict.fromkeys(found))
