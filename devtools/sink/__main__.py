@@ -12,6 +12,7 @@ import ipaddress
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -34,7 +35,7 @@ examples:
 """
 
 
-def _address(default_port: int) -> object:
+def _address(default_port: int) -> Callable[[str], tuple[str, int]]:
     def parse(text: str) -> tuple[str, int]:
         host, sep, port = text.rpartition(":")
         if not sep:
@@ -61,7 +62,7 @@ def _probability(text: str) -> float:
     return value
 
 
-def _non_negative(kind: type[int] | type[float]) -> object:
+def _non_negative(kind: type[int] | type[float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = kind(text)

@@ -18,6 +18,7 @@ import html
 import queue
 import re
 import threading
+import time
 from email.header import decode_header, make_header
 from email.message import Message
 from typing import TextIO
@@ -117,10 +118,14 @@ class TerminalPrinter:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued block is printed; False if ``timeout`` passed first."""
         self._hurry.set()
-        done = threading.Event()
-        waiter = threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True)
-        waiter.start()
-        return done.wait(timeout)
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
 
     def close(self, timeout: float = 5.0) -> None:
         """Print what is queued, then stop the thread."""

@@ -85,7 +85,7 @@ class RawSMTP:
 
     def reply(self) -> bytes:
         """Read one whole (possibly multi-line) reply."""
-        lines = []
+        lines: list[bytes] = []
         while True:
             while b"\r\n" not in self._buffer:
                 chunk = self.socket.recv(65536)
