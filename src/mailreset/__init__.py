@@ -20,7 +20,7 @@ from mailreset.errors import (
     WeakPassword,
 )
 from mailreset.mailers import Delivery, Mailer, Retry
-from mailreset.transports import SMTPSettings
+from mailreset.transports import MemoryTransport, SMTPSettings, SMTPTransport, Transport
 
 __all__ = [
     "ConfigurationError",
@@ -33,12 +33,15 @@ __all__ = [
     "MailerClosed",
     "MailerUnavailable",
     "MailresetError",
+    "MemoryTransport",
     "PermanentFailure",
     "QueueFull",
     "Retry",
     "SMTPSettings",
+    "SMTPTransport",
     "StaleToken",
     "TemplateError",
     "TemporaryFailure",
+    "Transport",
     "WeakPassword",
 ]
