@@ -19,7 +19,8 @@ from mailreset.errors import (
     TemporaryFailure,
     WeakPassword,
 )
-from mailreset.mailers import Delivery, Mailer, Retry
+from mailreset.mailers import Delivery, Mailer, Retry, SyncMailer, ThreadedMailer
+from mailreset.spool import Spool
 from mailreset.transports import MemoryTransport, SMTPSettings, SMTPTransport, Transport
 
 __all__ = [
@@ -39,9 +40,12 @@ __all__ = [
     "Retry",
     "SMTPSettings",
     "SMTPTransport",
+    "Spool",
     "StaleToken",
+    "SyncMailer",
     "TemplateError",
     "TemporaryFailure",
+    "ThreadedMailer",
     "Transport",
     "WeakPassword",
 ]
