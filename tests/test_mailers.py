@@ -618,3 +618,19 @@ def test_load_four_threads_through_one_mailer(smtp_sink: SMTPSink) -> None:
 def _no_leftover_faults(smtp_sink: SMTPSink) -> Iterator[None]:
     yield
     smtp_sink.faults = FaultPlan()
+
+
+def test_futures_work_with_concurrent_futures_helpers() -> None:
+    """The Futures send() returns work with wait(), as_completed() and callbacks."""
+    from concurrent.futures import as_completed, wait
+
+    called: list[object] = []
+    mailer = ThreadedMailer(MemoryTransport())
+    futures = [mailer.send(make_message(number)) for number in range(20)]
+    futures[0].add_done_callback(called.append)
+    done, not_done = wait(futures, timeout=5)
+    completed = list(as_completed(futures, timeout=5))
+    mailer.close()
+
+    assert (20, 0, 20) == (len(done), len(not_done), len(completed))
+    assert [futures[0]] == called
