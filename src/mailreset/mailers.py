@@ -32,6 +32,7 @@ from mailreset._redact import redact
 from mailreset.errors import (
     ConfigurationError,
     DeliveryError,
+    InvalidMessage,
     MailerClosed,
     QueueFull,
     TemporaryFailure,
@@ -662,7 +663,7 @@ class ThreadedMailer:
             if path is not None and self.spool is not None:
                 self.spool.set_aside(path)
             future.set_exception(error)
-            if not isinstance(error, DeliveryError):
+            if not isinstance(error, (DeliveryError, InvalidMessage)):
                 log.error("unexpected error from %r", transport, exc_info=error)
             _report(self.on_failure, message or _message_of(payload), error)
             return
