@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "mailreset.errors",
     "mailreset.mailers",
     "mailreset.messages",
+    "mailreset.spool",
     "mailreset.testing",
     "mailreset.tokens",
     "mailreset.transports",
@@ -49,7 +50,7 @@ def test_every_exported_name_exists_and_has_a_docstring(name: str) -> None:
 
 def test_package_reexports_every_public_class_of_the_core_modules() -> None:
     """mailreset.__all__ is the union of the core modules' public names."""
-    core = ["errors", "mailers", "transports", "tokens", "messages", "reset"]
+    core = ["errors", "mailers", "spool", "transports", "tokens", "messages", "reset"]
     expected: set[str] = set()
     for short in core:
         try:

@@ -19,10 +19,11 @@ from mailreset.errors import (
     TemporaryFailure,
     WeakPassword,
 )
-from mailreset.mailers import Delivery, Mailer, Retry
+from mailreset.mailers import Delivery, Mailer, Retry, SyncMailer, ThreadedMailer
 from mailreset.messages import Attachment, MessageBuilder, envelope, wire_bytes
+from mailreset.spool import Spool
 from mailreset.tokens import Claims, TokenService
-from mailreset.transports import SMTPSettings
+from mailreset.transports import MemoryTransport, SMTPSettings, SMTPTransport, Transport
 
 __all__ = [
     "Attachment",
@@ -37,15 +38,21 @@ __all__ = [
     "MailerClosed",
     "MailerUnavailable",
     "MailresetError",
+    "MemoryTransport",
     "MessageBuilder",
     "PermanentFailure",
     "QueueFull",
     "Retry",
     "SMTPSettings",
+    "SMTPTransport",
+    "Spool",
     "StaleToken",
+    "SyncMailer",
     "TemplateError",
     "TemporaryFailure",
+    "ThreadedMailer",
     "TokenService",
+    "Transport",
     "WeakPassword",
     "envelope",
     "wire_bytes",

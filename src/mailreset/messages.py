@@ -22,7 +22,6 @@ so never hand it to ``sendmail`` directly; use :func:`wire_bytes`.
 
 from __future__ import annotations
 
-import copy
 import gettext
 import io
 import mimetypes
@@ -31,10 +30,8 @@ import re
 import secrets
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
-from email.generator import BytesGenerator
 from email.message import EmailMessage, Message, MIMEPart
-from email.policy import SMTP
-from email.utils import getaddresses, make_msgid
+from email.utils import make_msgid
 from importlib import resources
 from typing import Any, NoReturn
 
@@ -43,6 +40,7 @@ import jinja2
 from markupsafe import Markup
 
 from mailreset._clock import Clock, utc_now
+from mailreset._envelope import envelope, prepare
 from mailreset._headers import (
     AddressInput,
     check_header_name,
@@ -591,55 +589,15 @@ def _environment(templates: TemplatesInput) -> tuple[jinja2.Environment, str]:
     return environment, where
 
 
-def _addr_specs(message: Message, name: str) -> list[str]:
-    found: list[str] = []
-    for header in message.get_all(name, []):
-        addresses = getattr(header, "addresses", None)
-        if addresses is not None:
-            found.extend(address.addr_spec for address in addresses if address.addr_spec)
-        else:  # a message made with the compat32 policy: headers are plain strings
-            found.extend(addr for _, addr in getaddresses([str(header)]) if addr)
-    return found
-
-
-def envelope(message: Message) -> tuple[str, tuple[str, ...]]:
-    """The SMTP envelope of ``message``: ``(sender, recipients)``, Bcc recipients included.
-
-    The sender is the Sender header's address, else the From header's, as
-    :meth:`smtplib.SMTP.send_message` picks it; the recipients are To, Cc and Bcc, each once,
-    in that order. Transports call this, then transmit :func:`wire_bytes`.
-
-    Raises:
-        InvalidMessage: no sender or no recipient.
-
-    .. versionadded:: 0.1
-    """
-    senders = _addr_specs(message, "Sender") or _addr_specs(message, "From")
-    if not senders:
-        raise InvalidMessage("the message has no From address")
-    recipients = tuple(
-        dict.fromkeys(
-            _addr_specs(message, "To") + _addr_specs(message, "Cc") + _addr_specs(message, "Bcc")
-        )
-    )
-    if not recipients:
-        raise InvalidMessage("the message has no recipient (To, Cc or Bcc)")
-    return senders[0], recipients
-
-
 def wire_bytes(message: Message) -> bytes:
     """The bytes to transmit for ``message``: Bcc and Resent-Bcc removed, CRLF line ends.
 
-    What :meth:`smtplib.SMTP.send_message` would send (before dot-stuffing, which
-    ``sendmail`` does), for transports that serialise once and send with ``sendmail``.
-    The message itself is not changed.
+    What :meth:`smtplib.SMTP.send_message` would send (before dot-stuffing), for code that
+    serialises once and sends with ``sendmail``. The message itself is not changed.
+
+    Raises:
+        InvalidMessage: no sender, no recipient, or a message that cannot be serialised.
 
     .. versionadded:: 0.1
     """
-    stripped = copy.copy(message)  # del below rebinds the copy's header list only
-    del stripped["Bcc"]
-    del stripped["Resent-Bcc"]
-    policy = message.policy.clone(linesep="\r\n") if message.policy is not SMTP else SMTP
-    buffer = io.BytesIO()
-    BytesGenerator(buffer, mangle_from_=False, policy=policy).flatten(stripped, linesep="\r\n")
-    return buffer.getvalue()
+    return prepare(message).data

@@ -5,15 +5,35 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import os
+import re
+import smtplib
+import socket
+import ssl
+import threading
+import time
 from collections.abc import Mapping
+from email.message import Message
 from ssl import SSLContext
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
-from mailreset.errors import ConfigurationError
+from mailreset._delivery import Delivery
+from mailreset._envelope import Outgoing, prepare
+from mailreset._smtp_errors import mapping_smtp_errors, refused_failure, reply_failure
+from mailreset.errors import ConfigurationError, DeliveryError, TemporaryFailure
+from mailreset.testing._capture import CapturedMessage
 
-__all__ = ["SMTPSettings"]
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["MemoryTransport", "SMTPSettings", "SMTPTransport", "Transport"]
+
+log = logging.getLogger("mailreset")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -125,3 +145,441 @@ def _env_number(name: str, value: str, kind: type[int] | type[float]) -> int | f
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise ConfigurationError(f"{name}={value!r} is not {what}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _default_context() -> ssl.SSLContext:
+    # Building a verifying context loads the CA store: ~50 ms of CPU. One per process is
+    # enough; an SSLContext is safe to share between threads and connections.
+    return ssl.create_default_context()
+
+
+@functools.lru_cache(maxsize=1)
+def _local_name() -> str:
+    # smtplib calls socket.getfqdn() on every connection when no name is given, which can
+    # mean a reverse DNS lookup each time.
+    return socket.getfqdn() or "localhost"
+
+
+def _tls_context(settings: SMTPSettings) -> ssl.SSLContext:
+    return settings.ssl_context if settings.ssl_context is not None else _default_context()
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """**Protocol:** one way to hand a message to a mail server (or to memory).
+
+    ``open`` is optional to call (``send`` opens what it needs); ``close`` releases the
+    connection. :class:`SMTPTransport` and :class:`MemoryTransport` are also context managers.
+
+    .. versionadded:: 0.1
+    """
+
+    def open(self) -> None:
+        """Get ready to send: connect, say EHLO, start TLS, log in."""
+        ...
+
+    def send(self, message: Message) -> Delivery:
+        """Deliver ``message`` or raise a :class:`~mailreset.errors.DeliveryError`."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; ``send`` may open a new one later."""
+        ...
+
+
+_PERIOD_AT_LINE_START = re.compile(rb"(?m)^\.")
+_STALE_CODES = frozenset({421})
+
+
+class _Stale(Exception):
+    """The reused connection was gone before the message's content went out."""
+
+
+class SMTPTransport:
+    """Sends over one persistent SMTP connection, reconnecting when the server dropped it.
+
+    The connection opens on the first :meth:`send` (or :meth:`open`) and stays open for the
+    next messages. STARTTLS and implicit TLS verify the certificate and host name with one
+    ``ssl.create_default_context()`` per process unless ``settings.ssl_context`` is given.
+    Where the server advertises PIPELINING, MAIL, RCPT and DATA go out in one write.
+
+    When a reused connection turns out to be closed (a 421, a reset) before the message's
+    content was sent, it reconnects once within the same ``send``; once the content is out,
+    it never resends by itself: an unknown outcome is a :class:`TemporaryFailure`.
+    Thread-safe: one lock guards the connection.
+
+    Attributes:
+        settings: where and how to connect.
+        pipelining: False turns off PIPELINING even where the server offers it.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, settings: SMTPSettings | None = None, *, pipelining: bool = True) -> None:
+        if settings is not None and not isinstance(settings, SMTPSettings):
+            raise ConfigurationError(
+                f"SMTPTransport needs SMTPSettings, not {type(settings).__name__}"
+            )
+        self.settings = settings if settings is not None else SMTPSettings()
+        self.pipelining = pipelining
+        self._where = f"{self.settings.host}:{self.settings.port}"
+        self._connection: smtplib.SMTP | None = None
+        self._lock = threading.Lock()
+        #: How many connections this transport opened (diagnostics and tests).
+        self.connections_opened = 0
+
+    def __repr__(self) -> str:
+        state = "open" if self._connection is not None else "closed"
+        return f"<SMTPTransport {self._where} {state}>"
+
+    @property
+    def is_open(self) -> bool:
+        """True while a connection is held (it may still turn out to be dropped)."""
+        return self._connection is not None
+
+    @property
+    def uses_pipelining(self) -> bool:
+        """True when the current connection sends MAIL, RCPT and DATA in one write."""
+        connection = self._connection
+        return bool(self.pipelining and connection and connection.has_extn("pipelining"))
+
+    def open(self) -> None:
+        """Connect, EHLO, STARTTLS and AUTH as the settings say, unless already connected."""
+        with self._lock:
+            self._ensure_connection()
+
+    def close(self) -> None:
+        """Say QUIT and drop the connection (quietly if the server is already gone)."""
+        with self._lock:
+            self._drop(polite=True)
+
+    def __enter__(self) -> SMTPTransport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def send(self, message: Message) -> Delivery:
+        """Send ``message``; return the :class:`~mailreset.mailers.Delivery`.
+
+        Raises :class:`~mailreset.errors.InvalidMessage` before connecting for a message that
+        must not be sent, :class:`~mailreset.errors.TemporaryFailure` or
+        :class:`~mailreset.errors.PermanentFailure` when the server did not take it.
+        """
+        return self._send_outgoing(prepare(message))
+
+    def _send_outgoing(self, outgoing: Outgoing) -> Delivery:
+        started = time.monotonic()
+        with self._lock:
+            reused = self._connection is not None
+            connection = self._ensure_connection()
+            try:
+                refused = self._transaction(connection, outgoing, reused=reused)
+            except _Stale:
+                log.info(
+                    "SMTP connection to %s was closed by the server; reconnecting", self._where
+                )
+                self._drop(polite=False)
+                connection = self._ensure_connection()
+                try:
+                    refused = self._transaction(connection, outgoing, reused=False)
+                except _Stale as error:  # pragma: no cover - reused=False never raises it
+                    raise TemporaryFailure(str(error)) from error
+        accepted = tuple(address for address in outgoing.recipients if address not in refused)
+        return Delivery(
+            message_id=outgoing.message_id,
+            envelope_from=outgoing.sender,
+            accepted=accepted,
+            refused=refused,
+            attempts=1,
+            elapsed=time.monotonic() - started,
+        )
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _ensure_connection(self) -> smtplib.SMTP:
+        if self._connection is not None:
+            return self._connection
+        settings = self.settings
+        name = settings.local_hostname or _local_name()
+        with mapping_smtp_errors(self._where):
+            if settings.ssl:
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                    settings.host,
+                    settings.port,
+                    local_hostname=name,
+                    timeout=settings.timeout,
+                    context=_tls_context(settings),
+                )
+            else:
+                connection = smtplib.SMTP(
+                    settings.host, settings.port, local_hostname=name, timeout=settings.timeout
+                )
+            try:
+                self._greet(connection)
+            except BaseException:
+                connection.close()
+                raise
+        self._connection = connection
+        self.connections_opened += 1
+        log.debug("SMTP connection to %s open", self._where)
+        return connection
+
+    def _greet(self, connection: smtplib.SMTP) -> None:
+        settings = self.settings
+        if connection.sock is not None:
+            # Commands are small writes followed by a wait for the reply: Nagle's algorithm
+            # would hold each one back for the previous ACK.
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code, reply = connection.ehlo()
+        if code != 250:
+            code, reply = connection.helo()
+            if code != 250:
+                raise smtplib.SMTPHeloError(code, reply)
+        if settings.starttls:
+            connection.starttls(context=_tls_context(settings))
+            connection.ehlo()
+        if settings.username is not None:
+            connection.login(settings.username, settings.password or "")
+
+    def _drop(self, *, polite: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if polite:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                connection.quit()
+        connection.close()
+
+    # -- one message --------------------------------------------------------------------------
+
+    def _transaction(
+        self, connection: smtplib.SMTP, outgoing: Outgoing, *, reused: bool
+    ) -> dict[str, tuple[int, str]]:
+        content_sent = False
+        try:
+            with mapping_smtp_errors(self._where):
+                try:
+                    if self.pipelining and connection.has_extn("pipelining"):
+                        return self._pipelined(connection, outgoing)
+                    return self._stepwise(connection, outgoing)
+                except _ContentSent as marker:
+                    content_sent = True
+                    after_content = marker.error
+                # Raised outside the except block so that its own __context__ (a timeout
+                # behind smtplib's "Connection unexpectedly closed") stays readable.
+                raise after_content
+        except DeliveryError as error:
+            connection_gone = isinstance(error, TemporaryFailure) and (
+                error.smtp_code is None or error.smtp_code in _STALE_CODES
+            )
+            if connection_gone:
+                self._drop(polite=False)
+                # A timeout means a slow server, not a dropped connection: no quick retry.
+                if (
+                    reused
+                    and not content_sent
+                    and not isinstance(error.original_error, TimeoutError)
+                ):
+                    raise _Stale(str(error)) from error
+            elif not content_sent:
+                self._reset(connection)
+            raise
+
+    def _reset(self, connection: smtplib.SMTP) -> None:
+        # A refused transaction leaves the server mid-envelope; RSET before the next MAIL.
+        if self._connection is not connection:
+            return
+        try:
+            code, _ = connection.rset()
+        except (smtplib.SMTPException, OSError):
+            code = 0
+        if code != 250:
+            self._drop(polite=False)
+
+    def _mail_options(self, connection: smtplib.SMTP, outgoing: Outgoing) -> list[str]:
+        options = []
+        if connection.has_extn("size"):
+            options.append(f"SIZE={len(outgoing.data)}")
+        if outgoing.smtputf8:
+            if not connection.has_extn("smtputf8"):
+                raise smtplib.SMTPNotSupportedError(
+                    "an address needs SMTPUTF8, which the server does not offer"
+                )
+            options += ["SMTPUTF8", "BODY=8BITMIME"]
+        return options
+
+    def _stepwise(
+        self, connection: smtplib.SMTP, outgoing: Outgoing
+    ) -> dict[str, tuple[int, str]]:
+        code, reply = connection.mail(outgoing.sender, self._mail_options(connection, outgoing))
+        if code != 250:
+            raise reply_failure(code, reply, what=f"MAIL FROM at {self._where}")
+        refused: dict[str, tuple[int, str]] = {}
+        for address in outgoing.recipients:
+            code, reply = connection.rcpt(address)
+            if code in _STALE_CODES:
+                raise reply_failure(code, reply, what=f"RCPT TO at {self._where}")
+            if code not in (250, 251):
+                refused[address] = (code, reply.decode("utf-8", "replace"))
+        if len(refused) == len(outgoing.recipients):
+            raise refused_failure(refused)
+        code, reply = connection.docmd("DATA")
+        if code != 354:
+            raise reply_failure(code, reply, what=f"DATA at {self._where}")
+        self._finish_data(connection, outgoing)
+        return refused
+
+    def _pipelined(
+        self, connection: smtplib.SMTP, outgoing: Outgoing
+    ) -> dict[str, tuple[int, str]]:
+        encoding = "utf-8" if outgoing.smtputf8 else "ascii"
+        options = " ".join(self._mail_options(connection, outgoing))
+        lines = [f"MAIL FROM:<{outgoing.sender}>{' ' if options else ''}{options}\r\n"]
+        lines.extend(f"RCPT TO:<{address}>\r\n" for address in outgoing.recipients)
+        lines.append("DATA\r\n")
+        connection.send("".join(lines).encode(encoding))
+        mail_code, mail_reply = connection.getreply()
+        refused: dict[str, tuple[int, str]] = {}
+        stale: tuple[int, bytes] | None = None
+        for address in outgoing.recipients:
+            code, reply = connection.getreply()
+            if code in _STALE_CODES:
+                stale = (code, reply)
+            if code not in (250, 251):
+                refused[address] = (code, reply.decode("utf-8", "replace"))
+        data_code, data_reply = connection.getreply()
+        if data_code == 354 and (mail_code != 250 or len(refused) == len(outgoing.recipients)):
+            # RFC 2920: a server that said 354 anyway gets an empty message, then we stop.
+            connection.send(b".\r\n")
+            connection.getreply()
+        if mail_code != 250:
+            raise reply_failure(mail_code, mail_reply, what=f"MAIL FROM at {self._where}")
+        if stale is not None:
+            raise reply_failure(*stale, what=f"RCPT TO at {self._where}")
+        if len(refused) == len(outgoing.recipients):
+            raise refused_failure(refused)
+        if data_code != 354:
+            raise reply_failure(data_code, data_reply, what=f"DATA at {self._where}")
+        self._finish_data(connection, outgoing)
+        return refused
+
+    def _finish_data(self, connection: smtplib.SMTP, outgoing: Outgoing) -> None:
+        data = _PERIOD_AT_LINE_START.sub(b"..", outgoing.data)
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        try:
+            connection.send(data + b".\r\n")
+            code, reply = connection.getreply()
+        except (smtplib.SMTPException, OSError) as error:
+            raise _ContentSent(error) from error
+        if code != 250:
+            raise _ContentSent(reply_failure(code, reply, what=f"the message at {self._where}"))
+
+
+class _ContentSent(Exception):
+    """Carries a failure that came after the message's content was sent."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class MemoryTransport:
+    """The in-memory twin of :class:`SMTPTransport`, for tests: it records what it sends.
+
+    It runs the same checks and serialisation as the real transport (envelope from
+    Sender/From, recipients from To/Cc/Bcc, Bcc never in the bytes), then stores a
+    :class:`~mailreset.testing.CapturedMessage` copy, so later changes to the message do not
+    show. :meth:`fail_next` makes the next sends raise, to test what happens on failure.
+    Thread-safe.
+
+    Attributes:
+        messages: what was sent, oldest first (a copy of the list).
+        is_open: whether :meth:`open` was called since the last :meth:`close`.
+        opened: how many times it was opened.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self) -> None:
+        self._messages: list[CapturedMessage] = []
+        self._failures: list[BaseException] = []
+        self._lock = threading.Lock()
+        self.is_open = False
+        self.opened = 0
+
+    def __repr__(self) -> str:
+        return f"<MemoryTransport messages={len(self._messages)}>"
+
+    @property
+    def messages(self) -> list[CapturedMessage]:
+        """A snapshot of the sent messages, oldest first."""
+        with self._lock:
+            return list(self._messages)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._messages)
+
+    def open(self) -> None:
+        """Mark the transport open (nothing to connect)."""
+        with self._lock:
+            if not self.is_open:
+                self.is_open = True
+                self.opened += 1
+
+    def close(self) -> None:
+        """Mark the transport closed; the next ``send`` opens it again."""
+        with self._lock:
+            self.is_open = False
+
+    def __enter__(self) -> MemoryTransport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def fail_next(self, *errors: BaseException) -> None:
+        """Make the next ``len(errors)`` sends raise these errors, in order."""
+        with self._lock:
+            self._failures.extend(errors)
+
+    def clear(self) -> None:
+        """Forget the recorded messages and pending failures."""
+        with self._lock:
+            self._messages.clear()
+            self._failures.clear()
+
+    def send(self, message: Message) -> Delivery:
+        """Check and record ``message``; return its Delivery (every recipient accepted)."""
+        return self._send_outgoing(prepare(message))
+
+    def _send_outgoing(self, outgoing: Outgoing) -> Delivery:
+        self.open()
+        with self._lock:
+            if self._failures:
+                raise self._failures.pop(0)
+            self._messages.append(
+                CapturedMessage(
+                    raw=outgoing.data,
+                    envelope_from=outgoing.sender,
+                    envelope_to=outgoing.recipients,
+                )
+            )
+        return Delivery(
+            message_id=outgoing.message_id,
+            envelope_from=outgoing.sender,
+            accepted=outgoing.recipients,
+        )

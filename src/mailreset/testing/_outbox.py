@@ -19,8 +19,8 @@ from email.utils import getaddresses
 from re import Pattern
 
 from mailreset._clock import Clock, utc_now
+from mailreset._delivery import Delivery
 from mailreset.errors import InvalidMessage, MailerClosed
-from mailreset.mailers import Delivery
 from mailreset.testing._capture import CapturedMessage
 
 __all__ = ["Outbox"]

@@ -1,0 +1,52 @@
+"""A Future that is cheap to make on the caller's path: its lock and lists come on first use.
+
+``concurrent.futures.Future()`` builds a Condition (with its RLock) and two lists at once:
+a dozen allocations that, on a burst, trigger the garbage collector often enough to put
+``ThreadedMailer.send``'s p99 at 30x a bare ``Queue.put``. This subclass makes them when the
+worker (or a waiting caller) first touches them, under one shared lock, so it is still a
+real, thread-safe ``Future``. It also carries the queued message, so the queue item is the
+Future itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+_MAKING = threading.Lock()
+
+
+class PendingDelivery(Future):  # type: ignore[type-arg]
+    """The Future of one queued message, and the queue item carrying it."""
+
+    def __init__(self, payload: Any, path: Path | None, message: Any) -> None:
+        # Future.__init__ is skipped on purpose: the Condition and lists are made lazily.
+        self._state = "PENDING"
+        self._result = None
+        self._exception = None
+        self.payload = payload
+        self.path = path
+        self.message = message
+
+    def _lazy(self, name: str, make: Any) -> Any:
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            with _MAKING:
+                return self.__dict__.setdefault(name, make())
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        return self._lazy("_lazy_condition", threading.Condition)  # type: ignore[no-any-return]
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
+        return self._lazy("_lazy_waiters", list)  # type: ignore[no-any-return]
+
+    @property
+    def _done_callbacks(self) -> list[Any]:
+        return self._lazy("_lazy_callbacks", list)  # type: ignore[no-any-return]
