@@ -20,6 +20,17 @@ from mailreset.errors import (
     WeakPassword,
 )
 from mailreset.mailers import Delivery, Mailer, Retry
+from mailreset.reset import (
+    MemoryRateLimiter,
+    MemoryUser,
+    MemoryUserStore,
+    NISTPasswordPolicy,
+    PasswordPolicy,
+    PasswordReset,
+    RateLimiter,
+    UserStore,
+    normalize_email,
+)
 from mailreset.transports import SMTPSettings
 
 __all__ = [
@@ -33,12 +44,21 @@ __all__ = [
     "MailerClosed",
     "MailerUnavailable",
     "MailresetError",
+    "MemoryRateLimiter",
+    "MemoryUser",
+    "MemoryUserStore",
+    "NISTPasswordPolicy",
+    "PasswordPolicy",
+    "PasswordReset",
     "PermanentFailure",
     "QueueFull",
+    "RateLimiter",
     "Retry",
     "SMTPSettings",
     "StaleToken",
     "TemplateError",
     "TemporaryFailure",
+    "UserStore",
     "WeakPassword",
+    "normalize_email",
 ]
