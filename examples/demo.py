@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 DEMO_EMAIL = "demo@example.org"
 DEMO_PASSWORD = "demo password 1"
@@ -66,36 +66,37 @@ def run_sink(host: str, smtp_port: int, http_port: int, *, quiet: bool) -> Itera
     if quiet:
         command.append("--quiet")
     # stderr goes to a file, not a pipe: a pipe nobody reads would stall the sink when full.
-    errors = tempfile.TemporaryFile("w+")
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL if quiet else None, stderr=errors, text=True
-    )
-    viewer = f"http://{host}:{http_port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                errors.seek(0)
-                raise DemoError(
-                    f"the debug sink exited with {process.returncode}: {errors.read().strip()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{viewer}/api/messages", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise DemoError(f"the debug sink did not answer on {viewer} in 20 s") from None
-                time.sleep(0.1)
-        yield viewer
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        errors.close()
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL if quiet else None, stderr=errors, text=True
+        )
+        try:
+            yield _wait_until_up(process, errors, f"http://{host}:{http_port}")
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _wait_until_up(process: subprocess.Popen[str], errors: IO[str], viewer: str) -> str:
+    deadline = time.monotonic() + 20
+    while True:
+        if process.poll() is not None:
+            errors.seek(0)
+            raise DemoError(
+                f"the debug sink exited with {process.returncode}: {errors.read().strip()}"
+            )
+        try:
+            with urllib.request.urlopen(f"{viewer}/api/messages", timeout=1):
+                return viewer
+        except OSError:
+            if time.monotonic() > deadline:
+                raise DemoError(f"the debug sink did not answer on {viewer} in 20 s") from None
+            time.sleep(0.1)
 
 
 @contextmanager

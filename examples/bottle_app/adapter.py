@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +59,8 @@ class MailresetPlugin:
 
     def apply(self, callback: Callable[..., Any], route: bottle.Route) -> Callable[..., Any]:
         """Pass the flow to routes that take a ``reset`` argument."""
-        if self.keyword not in route.get_callback_args():
+        # inspect, not route.get_callback_args(): that one guesses wrong for closures.
+        if self.keyword not in inspect.signature(route.callback).parameters:
             return callback
 
         @functools.wraps(callback)

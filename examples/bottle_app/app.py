@@ -56,7 +56,7 @@ class CookieSession:
         return hmac.new(self.key, payload.encode(), hashlib.sha256).hexdigest()
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> bottle.Bottle:
+def create_app(config: Mapping[str, Any] | None = None) -> bottle.Bottle:  # noqa: PLR0915 - routes read top to bottom
     """Make the app; ``config`` overrides the defaults (tests pass a temporary database)."""
     app = bottle.Bottle()
     app.config.update(DEFAULTS)
