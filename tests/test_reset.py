@@ -95,7 +95,7 @@ def make_flow(
         options.setdefault("limiter", MemoryRateLimiter(clock=clock.monotonic))
         flow: PasswordReset[Any] = PasswordReset(
             options.pop("tokens", tokens),
-            builder,
+            options.pop("builder", builder),
             options.pop("mailer", mail_outbox),
             options.pop("users", users),
             **options,
@@ -199,6 +199,32 @@ def test_caller_path_makes_the_same_calls_for_known_and_unknown(
     assert [None, None] == results
     assert [] == [name for name, thread in calls if thread == caller]
     assert {"users.find_by_email", "tokens.issue", "mailer.send"} <= {name for name, _ in calls}
+
+
+def test_unknown_address_costs_the_same_background_work(
+    tokens: TokenService,
+    builder: MessageBuilder,
+    make_flow: Callable[..., PasswordReset[Any]],
+    mail_outbox: Any,
+) -> None:
+    """An unknown address makes the worker issue a token and build a message too, never sent.
+
+    Otherwise the CPU a known address costs in the background would slow the caller's own
+    response (the GIL is shared) and tell the two apart.
+    """
+    work: dict[str, list[str]] = {}
+    for address in ("alice@example.org", "nobody@example.org"):
+        calls: list[tuple[str, int]] = []
+        flow = make_flow(
+            tokens=Recorder(tokens, "tokens", calls), builder=Recorder(builder, "builder", calls)
+        )
+        flow.request(address)
+        assert flow.flush(timeout=10)
+        work[address] = [name for name, _ in calls]
+
+    assert work["alice@example.org"] == work["nobody@example.org"]
+    assert ["tokens.issue", "tokens.verify", "builder.build"] == work["nobody@example.org"]
+    assert [("Alice@Example.org",)] == [m.envelope_to for m in mail_outbox.messages]
 
 
 def test_request_returns_while_the_lookup_is_still_running(
