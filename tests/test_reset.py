@@ -475,6 +475,34 @@ def test_every_outstanding_token_dies_after_the_reset(
         flow.complete(first, "another new passphrase")
 
 
+def test_one_link_posted_twice_at_once_resets_once(
+    flow: PasswordReset[Any], mail_outbox: Any
+) -> None:
+    """Two concurrent completes with one token: one succeeds, the other gets StaleToken."""
+    token = _reset_token(flow, mail_outbox, "alice@example.org")
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def post(password: str) -> None:
+        start.wait(10)
+        try:
+            flow.complete(token, password)
+            outcomes.append("ok")
+        except StaleToken:
+            outcomes.append("stale")
+
+    threads = [
+        threading.Thread(target=post, args=(password,))
+        for password in ("first new passphrase", "second new passphrase")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert ["ok", "stale"] == sorted(outcomes)
+
+
 def test_verify_consumes_nothing(flow: PasswordReset[Any], mail_outbox: Any) -> None:
     """Opening the link (a GET, a mail scanner) any number of times leaves it usable."""
     token = _reset_token(flow, mail_outbox, "alice@example.org")

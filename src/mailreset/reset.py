@@ -149,7 +149,11 @@ class PasswordPolicy(Protocol):
 
 
 def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"a window must be seconds or a timedelta, not {value!r}")
+    return float(value)
 
 
 def _positive_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -533,6 +537,7 @@ class PasswordReset(Generic[U]):
         self._pending = 0
         self._idle = threading.Condition()
         self._closed = False
+        self._stripes = tuple(threading.Lock() for _ in range(64))
         self._threads = [
             threading.Thread(target=self._work, name=f"mailreset-reset-{n}", daemon=True)
             for n in range(workers)
@@ -687,12 +692,15 @@ class PasswordReset(Generic[U]):
         :class:`~mailreset.errors.WeakPassword`; either way nothing changed. On success the
         user gets the ``password_changed`` notice and the updated user is returned.
         """
-        user = self._live_user(token)
-        if not isinstance(new_password, str):
-            raise WeakPassword("the password must be text")
-        self.password_policy(new_password, email=self.users.email(user))
-        subject = self.users.subject(user)
-        self.users.set_password(user, new_password)
+        subject = self.users.subject(self._live_user(token))
+        # Two posts of one link at once: the second waits, then finds the token stale. (Across
+        # processes, the store's set_password would have to compare-and-set the state.)
+        with self._stripes[hash(subject) % len(self._stripes)]:
+            user = self._live_user(token)
+            if not isinstance(new_password, str):
+                raise WeakPassword("the password must be text")
+            self.password_policy(new_password, email=self.users.email(user))
+            self.users.set_password(user, new_password)
         updated = self.users.get(subject)
         if updated is None:  # pragma: no cover - a store that hides a user it just updated
             updated = user
