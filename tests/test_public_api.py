@@ -14,6 +14,7 @@ PUBLIC_MODULES = [
     "mailreset",
     "mailreset.errors",
     "mailreset.mailers",
+    "mailreset.messages",
     "mailreset.reset",
     "mailreset.testing",
     "mailreset.transports",

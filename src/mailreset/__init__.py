@@ -20,6 +20,7 @@ from mailreset.errors import (
     WeakPassword,
 )
 from mailreset.mailers import Delivery, Mailer, Retry
+from mailreset.messages import Attachment, MessageBuilder, envelope, wire_bytes
 from mailreset.reset import (
     MemoryRateLimiter,
     MemoryUser,
@@ -34,6 +35,7 @@ from mailreset.reset import (
 from mailreset.transports import SMTPSettings
 
 __all__ = [
+    "Attachment",
     "ConfigurationError",
     "Delivery",
     "DeliveryError",
@@ -47,6 +49,7 @@ __all__ = [
     "MemoryRateLimiter",
     "MemoryUser",
     "MemoryUserStore",
+    "MessageBuilder",
     "NISTPasswordPolicy",
     "PasswordPolicy",
     "PasswordReset",
@@ -60,5 +63,7 @@ __all__ = [
     "TemporaryFailure",
     "UserStore",
     "WeakPassword",
+    "envelope",
     "normalize_email",
+    "wire_bytes",
 ]
