@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import nox
 
 nox.needs_version = ">=2024.3.2"
@@ -56,5 +54,11 @@ def sink(session: nox.Session) -> None:
     session.run("python", "-m", "devtools.sink", *session.posargs)
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+@nox.session(python=CURRENT)
+def demo(session: nox.Session) -> None:
+    """The Flask example and the debug sink with a demo account; `-- --check` runs it unattended.
+
+    Options after `--`: --check, --smtp-port 8025, --http-port 8026, --app-port 5000.
+    """
+    session.install(".[testing]", "flask>=3.0")
+    session.run("python", "-m", "examples.demo", *session.posargs)

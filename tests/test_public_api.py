@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "mailreset.errors",
     "mailreset.mailers",
     "mailreset.messages",
+    "mailreset.reset",
     "mailreset.spool",
     "mailreset.testing",
     "mailreset.tokens",

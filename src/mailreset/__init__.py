@@ -21,6 +21,17 @@ from mailreset.errors import (
 )
 from mailreset.mailers import Delivery, Mailer, Retry, SyncMailer, ThreadedMailer
 from mailreset.messages import Attachment, MessageBuilder, envelope, wire_bytes
+from mailreset.reset import (
+    MemoryRateLimiter,
+    MemoryUser,
+    MemoryUserStore,
+    NISTPasswordPolicy,
+    PasswordPolicy,
+    PasswordReset,
+    RateLimiter,
+    UserStore,
+    normalize_email,
+)
 from mailreset.spool import Spool
 from mailreset.tokens import Claims, TokenService
 from mailreset.transports import MemoryTransport, SMTPSettings, SMTPTransport, Transport
@@ -38,10 +49,17 @@ __all__ = [
     "MailerClosed",
     "MailerUnavailable",
     "MailresetError",
+    "MemoryRateLimiter",
     "MemoryTransport",
+    "MemoryUser",
+    "MemoryUserStore",
     "MessageBuilder",
+    "NISTPasswordPolicy",
+    "PasswordPolicy",
+    "PasswordReset",
     "PermanentFailure",
     "QueueFull",
+    "RateLimiter",
     "Retry",
     "SMTPSettings",
     "SMTPTransport",
@@ -53,7 +71,9 @@ __all__ = [
     "ThreadedMailer",
     "TokenService",
     "Transport",
+    "UserStore",
     "WeakPassword",
     "envelope",
+    "normalize_email",
     "wire_bytes",
 ]

@@ -1,0 +1,1 @@
+"""A small Bottle app with sign-up, log-in and the whole password-reset flow."""

@@ -1,0 +1,169 @@
+"""The Bottle example through WebTest, mailing a real SMTP server (smtp_sink)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+bottle = pytest.importorskip("bottle")
+webtest = pytest.importorskip("webtest")
+
+from examples.bottle_app.app import create_app  # noqa: E402
+
+from mailreset.testing import SMTPSink, extract_token  # noqa: E402
+
+RESET_PREFIX = "https://app.example/reset/"
+EMAIL = "Ann.Example@example.org"
+PASSWORD = "first password 1"
+NEW_PASSWORD = "second password 2"
+
+
+@pytest.fixture
+def app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[Any]:
+    app = create_app(
+        {
+            "DATABASE": str(tmp_path / "users.db"),
+            "SECRET_KEY": "test-secret-key-" + "0" * 32,
+            "MAILRESET_SECRET_KEY": "test-token-key-" + "1" * 32,
+            "MAIL_SERVER": smtp_sink.host,
+            "MAIL_PORT": smtp_sink.port,
+            "MAILRESET_URL": RESET_PREFIX + "{token}",
+            "PASSWORD_COST": 2**12,
+        }
+    )
+    app.config["mailreset.plugin"].users.create(EMAIL, PASSWORD)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def browser(app: Any) -> Any:
+    return webtest.TestApp(app)
+
+
+def _submit(browser: Any, path: str, **fields: str) -> Any:
+    """Fill the first form at ``path`` (its CSRF field included) and follow the redirect."""
+    form = browser.get(path).forms[0]
+    for name, value in fields.items():
+        form[name] = value
+    reply = form.submit()
+    return reply.follow() if reply.status_int in {302, 303} else reply
+
+
+def _log_in(app: Any, password: str) -> str:
+    return str(_submit(webtest.TestApp(app), "/login", email=EMAIL, password=password).text)
+
+
+def _reset_link(browser: Any, smtp_sink: SMTPSink) -> str:
+    _submit(browser, "/forgot", email=EMAIL.upper())
+    [message] = smtp_sink.wait_for(1)
+    smtp_sink.clear()
+    return RESET_PREFIX + extract_token(message, RESET_PREFIX)
+
+
+def _local(link: str) -> str:
+    return link.removeprefix("https://app.example")
+
+
+def test_sign_up_log_in_and_out(browser: Any) -> None:
+    """A new account can log in, sees its address, and logs out."""
+    _submit(browser, "/signup", email="new@example.org", password="a good password")
+    logged_in = _submit(browser, "/login", email="new@example.org", password="a good password")
+    logged_out = logged_in.forms[0].submit().follow()
+
+    assert "Logged in as new@example.org" in logged_in.text
+    assert 'id="logout"' not in logged_out.text
+
+
+def test_forgot_password_answers_the_same_for_unknown_addresses(
+    browser: Any, smtp_sink: SMTPSink
+) -> None:
+    """Known and unknown addresses get the same redirect; only the known one gets mail."""
+    replies = []
+    for address in (EMAIL, "nobody@example.org"):
+        form = browser.get("/forgot").forms[0]
+        form["email"] = address
+        replies.append(form.submit())
+    [message] = smtp_sink.wait_for(1)
+
+    assert replies[0].status_int == replies[1].status_int
+    assert replies[0].location == replies[1].location
+    assert (EMAIL,) == message.envelope_to
+
+
+def test_whole_reset_over_http(app: Any, browser: Any, smtp_sink: SMTPSink) -> None:
+    """Link, new password twice, notice mail, new password works, old one and the link do not."""
+    link = _local(_reset_link(browser, smtp_sink))
+    page = browser.get(link)
+    done = _submit(browser, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD)
+    [notice] = smtp_sink.wait_for(1)
+
+    assert ("no-referrer", "no-store") == (
+        page.headers["Referrer-Policy"],
+        page.headers["Cache-Control"],
+    )
+    assert "Your password was changed" in done.text
+    assert (EMAIL,) == notice.envelope_to
+    assert "Logged in as" in _log_in(app, NEW_PASSWORD)
+    assert "Wrong email or password" in _log_in(app, PASSWORD)
+    assert "already used" in browser.get(link).follow().text
+
+
+def test_different_passwords_change_nothing(app: Any, browser: Any, smtp_sink: SMTPSink) -> None:
+    """The two new passwords must match; otherwise the old password stays."""
+    link = _local(_reset_link(browser, smtp_sink))
+    reply = _submit(browser, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD + "x")
+
+    assert "The two passwords differ" in reply.text
+    assert "Logged in as" in _log_in(app, PASSWORD)
+
+
+def test_weak_new_password_is_refused_with_the_reason(browser: Any, smtp_sink: SMTPSink) -> None:
+    """The policy's reason shows on the reset page, and the link still works."""
+    link = _local(_reset_link(browser, smtp_sink))
+    reply = _submit(browser, link, password="password", confirm="password")
+
+    assert "too common" in reply.text
+    assert 200 == browser.get(link).status_int
+
+
+def test_reset_ends_other_sessions(app: Any, browser: Any, smtp_sink: SMTPSink) -> None:
+    """A browser logged in before the reset is logged out by it."""
+    elsewhere = webtest.TestApp(app)
+    _submit(elsewhere, "/login", email=EMAIL, password=PASSWORD)
+    link = _local(_reset_link(browser, smtp_sink))
+    _submit(browser, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD)
+
+    assert 'id="logout"' not in elsewhere.get("/").text
+
+
+def test_link_ignores_the_host_header(browser: Any, smtp_sink: SMTPSink) -> None:
+    """A forged Host header does not change the link in the mail (it comes from config)."""
+    form = browser.get("/forgot", extra_environ={"HTTP_HOST": "evil.example"}).forms[0]
+    form["email"] = EMAIL
+    form.submit(extra_environ={"HTTP_HOST": "evil.example"})
+    [message] = smtp_sink.wait_for(1)
+
+    assert [] == [link for link in message.links if "evil.example" in link]
+    assert any(link.startswith(RESET_PREFIX) for link in message.links)
+
+
+def test_forms_need_the_csrf_token(app: Any, browser: Any) -> None:
+    """A POST without the session's CSRF token is refused with 400 and requests nothing."""
+    browser.get("/forgot")
+    reply = browser.post("/forgot", {"email": EMAIL, "csrf": "forged"}, expect_errors=True)
+
+    assert 400 == reply.status_int
+    assert "pending=0" in repr(app.config["mailreset.plugin"].flow)
+
+
+@pytest.mark.parametrize("token", ["nonsense", "a.b.c", "x" * 5000])
+def test_bad_link_sends_back_to_forgot(browser: Any, token: str) -> None:
+    """A link with a bad token says so and offers a new one."""
+    reply = browser.get(f"/reset/{token}")
+
+    assert "/forgot" == reply.location.removeprefix("http://localhost")
+    assert "not valid" in reply.follow().text

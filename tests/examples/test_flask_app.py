@@ -1,0 +1,187 @@
+"""The Flask example through Flask's test client, mailing a real SMTP server (smtp_sink)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+flask = pytest.importorskip("flask")
+
+from examples.flask_app.app import create_app  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
+
+from mailreset.testing import SMTPSink, extract_token  # noqa: E402
+
+RESET_PREFIX = "https://app.example/reset/"
+EMAIL = "Ann.Example@example.org"
+PASSWORD = "first password 1"
+NEW_PASSWORD = "second password 2"
+
+
+@pytest.fixture
+def app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[flask.Flask]:
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE": str(tmp_path / "users.db"),
+            "SECRET_KEY": "test-secret-key-" + "0" * 32,
+            "MAILRESET_SECRET_KEY": "test-token-key-" + "1" * 32,
+            "MAIL_SERVER": smtp_sink.host,
+            "MAIL_PORT": smtp_sink.port,
+            "MAILRESET_URL": RESET_PREFIX + "{token}",
+            "PASSWORD_COST": 2**12,
+        }
+    )
+    app.extensions["users"].create(EMAIL, PASSWORD)
+    yield app
+    app.extensions["mailreset.close"]()
+
+
+@pytest.fixture
+def client(app: flask.Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _csrf(client: FlaskClient, path: str) -> str:
+    page = client.get(path)
+    match = re.search(r'name="csrf" value="([^"]+)"', page.get_data(as_text=True))
+    assert match is not None, f"no CSRF field at {path}"
+    return match.group(1)
+
+
+def _post(client: FlaskClient, path: str, *, form_at: str | None = None, **fields: str) -> Any:
+    """Post ``fields`` to ``path`` with the CSRF token of the form page (``path`` itself)."""
+    csrf = _csrf(client, form_at or path)
+    return client.post(path, data={"csrf": csrf, **fields}, follow_redirects=True)
+
+
+def _log_in(client: FlaskClient, password: str) -> str:
+    reply = _post(client, "/login", email=EMAIL, password=password)
+    return str(reply.get_data(as_text=True))
+
+
+def _reset_link(client: FlaskClient, smtp_sink: SMTPSink) -> str:
+    _post(client, "/forgot", email=EMAIL.upper())
+    [message] = smtp_sink.wait_for(1)
+    smtp_sink.clear()
+    return RESET_PREFIX + extract_token(message, RESET_PREFIX)
+
+
+def test_sign_up_log_in_and_out(client: FlaskClient) -> None:
+    """A new account can log in, sees its address, and logs out."""
+    _post(client, "/signup", email="new@example.org", password="a good password")
+    logged_in = _post(client, "/login", email="new@example.org", password="a good password")
+    logged_out = _post(client, "/logout", form_at="/")
+
+    assert "Logged in as new@example.org" in logged_in.get_data(as_text=True)
+    assert 'id="logout"' not in logged_out.get_data(as_text=True)
+
+
+def test_sign_up_applies_the_password_policy(client: FlaskClient) -> None:
+    """A password the policy refuses does not create the account."""
+    reply = _post(client, "/signup", email="new@example.org", password="short")
+
+    assert "at least 8 characters" in reply.get_data(as_text=True)
+    assert "Wrong email or password" in _post(
+        client, "/login", email="new@example.org", password="short"
+    ).get_data(as_text=True)
+
+
+def test_forgot_password_answers_the_same_for_unknown_addresses(
+    client: FlaskClient, smtp_sink: SMTPSink
+) -> None:
+    """Known and unknown addresses get the same redirect; only the known one gets mail."""
+    known = client.post("/forgot", data={"csrf": _csrf(client, "/forgot"), "email": EMAIL})
+    unknown = client.post(
+        "/forgot", data={"csrf": _csrf(client, "/forgot"), "email": "nobody@example.org"}
+    )
+    [message] = smtp_sink.wait_for(1)
+
+    assert (known.status_code, known.location) == (unknown.status_code, unknown.location)
+    assert (EMAIL,) == message.envelope_to
+
+
+def test_whole_reset_over_http(client: FlaskClient, smtp_sink: SMTPSink) -> None:
+    """Link, new password twice, notice mail, new password works, old one and the link do not."""
+    link = _reset_link(client, smtp_sink)
+    page = client.get(link)
+    done = _post(client, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD)
+    [notice] = smtp_sink.wait_for(1)
+
+    assert ("no-referrer", "no-store") == (
+        page.headers["Referrer-Policy"],
+        page.headers["Cache-Control"],
+    )
+    assert "Your password was changed" in done.get_data(as_text=True)
+    assert (EMAIL,) == notice.envelope_to
+    assert "Logged in as" in _log_in(client.application.test_client(), NEW_PASSWORD)
+    assert "Wrong email or password" in _log_in(client.application.test_client(), PASSWORD)
+    again = client.get(link, follow_redirects=True)
+    assert "already used" in again.get_data(as_text=True)
+
+
+def test_different_passwords_change_nothing(client: FlaskClient, smtp_sink: SMTPSink) -> None:
+    """The two new passwords must match; otherwise the old password stays."""
+    link = _reset_link(client, smtp_sink)
+    reply = _post(client, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD + "x")
+
+    assert "The two passwords differ" in reply.get_data(as_text=True)
+    assert "Logged in as" in _log_in(client.application.test_client(), PASSWORD)
+
+
+def test_weak_new_password_is_refused_with_the_reason(
+    client: FlaskClient, smtp_sink: SMTPSink
+) -> None:
+    """The policy's reason shows on the reset page, and the link still works."""
+    link = _reset_link(client, smtp_sink)
+    reply = _post(client, link, password="password", confirm="password")
+
+    assert "too common" in reply.get_data(as_text=True)
+    assert 200 == client.get(link).status_code
+
+
+def test_reset_ends_other_sessions(app: flask.Flask, smtp_sink: SMTPSink) -> None:
+    """A browser logged in before the reset is logged out by it."""
+    elsewhere = app.test_client()
+    _log_in(elsewhere, PASSWORD)
+    client = app.test_client()
+    link = _reset_link(client, smtp_sink)
+    _post(client, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD)
+
+    assert 'id="logout"' not in elsewhere.get("/").get_data(as_text=True)
+
+
+def test_link_ignores_the_host_header(client: FlaskClient, smtp_sink: SMTPSink) -> None:
+    """A forged Host header does not change the link in the mail (it comes from config)."""
+    evil = "http://evil.example"
+    form = client.get("/forgot", base_url=evil).get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf is not None
+    reply = client.post("/forgot", data={"csrf": csrf[1], "email": EMAIL}, base_url=evil)
+    [message] = smtp_sink.wait_for(1)
+
+    assert 302 == reply.status_code
+    assert [] == [link for link in message.links if "evil.example" in link]
+    assert any(link.startswith(RESET_PREFIX) for link in message.links)
+
+
+def test_forms_need_the_csrf_token(app: flask.Flask, client: FlaskClient) -> None:
+    """A POST without the session's CSRF token is refused with 400 and requests nothing."""
+    client.get("/forgot")
+    reply = client.post("/forgot", data={"email": EMAIL, "csrf": "forged"})
+
+    assert 400 == reply.status_code
+    assert "pending=0" in repr(app.extensions["mailreset"])
+
+
+@pytest.mark.parametrize("token", ["nonsense", "a.b.c", "x" * 5000])
+def test_bad_link_sends_back_to_forgot(client: FlaskClient, token: str) -> None:
+    """A link with a bad token says so and offers a new one."""
+    reply = client.get(f"/reset/{token}", follow_redirects=True)
+
+    assert "not valid" in reply.get_data(as_text=True)
+    assert "/forgot" == reply.request.path
