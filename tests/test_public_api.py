@@ -14,6 +14,7 @@ PUBLIC_MODULES = [
     "mailreset",
     "mailreset.errors",
     "mailreset.mailers",
+    "mailreset.rq",
     "mailreset.testing",
     "mailreset.transports",
 ]
