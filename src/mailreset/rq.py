@@ -144,14 +144,14 @@ def _connect(url: str) -> redis.Redis:
         # A short retry only bridges a blip: `send` runs on a request's path, and a Redis that
         # stays away must become MailerUnavailable in well under a second, not after redis-py's
         # default of ten retries.
-        from redis.backoff import ExponentialWithJitterBackoff
+        from redis.backoff import ExponentialBackoff
         from redis.retry import Retry as RedisRetry
 
         return redis.Redis.from_url(
             url,
             socket_connect_timeout=2.0,
             socket_timeout=5.0,
-            retry=RedisRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 3),
+            retry=RedisRetry(ExponentialBackoff(cap=0.1, base=0.01), 3),
         )
     except ValueError as error:
         raise ConfigurationError(f"RQMailer: not a Redis URL: {url!r} ({error})") from error
@@ -534,6 +534,16 @@ def _transport(env_prefix: str) -> Any:
     return transport
 
 
+def _discard(env_prefix: str) -> None:
+    with _transports_lock:
+        transport = _transports.pop(env_prefix, None)
+    if transport is not None:
+        try:
+            transport.close()
+        except Exception:  # a broken connection may fail to say QUIT; it is dropped anyway
+            log.debug("mailreset.rq: closing a discarded transport failed", exc_info=True)
+
+
 def _rebuild(sender: str, recipients: list[str], data: bytes) -> Message:
     """The message to hand to a Transport: the wire bytes, plus Bcc for hidden recipients.
 
@@ -580,6 +590,11 @@ def deliver(
         raise
     except (PermanentFailure, InvalidMessage) as error:
         _record_failure(job, meta, error, "permanent", attempt, final=True)
+        raise
+    except BaseException:
+        # RQ's job timeout (raised from a signal handler), or a bug: the connection may be
+        # left mid-transaction, so the next job starts from a fresh one.
+        _discard(env_prefix)
         raise
     result = {
         "message_id": delivery.message_id,
