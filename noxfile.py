@@ -45,5 +45,16 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "devtools.bench", *session.posargs)
 
 
+@nox.session(python=CURRENT)
+def sink(session: nox.Session) -> None:
+    """The debug SMTP sink: SMTP on 127.0.0.1:8025, viewer on http://127.0.0.1:8026/.
+
+    Options after ``--`` go to it: ``nox -s sink -- --store .mail --tempfail-first 2``;
+    ``nox -s sink -- --help`` lists them.
+    """
+    session.install(".[testing]")
+    session.run("python", "-m", "devtools.sink", *session.posargs)
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -14,8 +14,10 @@ PUBLIC_MODULES = [
     "mailreset",
     "mailreset.errors",
     "mailreset.mailers",
+    "mailreset.messages",
     "mailreset.rq",
     "mailreset.testing",
+    "mailreset.tokens",
     "mailreset.transports",
 ]
 

@@ -20,9 +20,13 @@ from mailreset.errors import (
     WeakPassword,
 )
 from mailreset.mailers import Delivery, Mailer, Retry
+from mailreset.messages import Attachment, MessageBuilder, envelope, wire_bytes
+from mailreset.tokens import Claims, TokenService
 from mailreset.transports import SMTPSettings
 
 __all__ = [
+    "Attachment",
+    "Claims",
     "ConfigurationError",
     "Delivery",
     "DeliveryError",
@@ -33,6 +37,7 @@ __all__ = [
     "MailerClosed",
     "MailerUnavailable",
     "MailresetError",
+    "MessageBuilder",
     "PermanentFailure",
     "QueueFull",
     "Retry",
@@ -40,5 +45,8 @@ __all__ = [
     "StaleToken",
     "TemplateError",
     "TemporaryFailure",
+    "TokenService",
     "WeakPassword",
+    "envelope",
+    "wire_bytes",
 ]

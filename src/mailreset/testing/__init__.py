@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mailreset.testing._capture import CapturedMessage, extract_links, extract_token
+from mailreset.testing._outbox import Outbox
 
 if TYPE_CHECKING:
     from mailreset.testing._smtp import CaptureStore, FaultPlan, SMTPSink
@@ -23,6 +24,7 @@ __all__ = [
     "CaptureStore",
     "CapturedMessage",
     "FaultPlan",
+    "Outbox",
     "SMTPSink",
     "extract_links",
     "extract_token",

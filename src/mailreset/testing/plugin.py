@@ -12,10 +12,27 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from mailreset.testing._outbox import Outbox
+
 if TYPE_CHECKING:
     from mailreset.testing._smtp import SMTPSink
 
-__all__ = ["smtp_sink"]
+__all__ = ["mail_outbox", "smtp_sink"]
+
+
+@pytest.fixture
+def mail_outbox() -> Iterator[Outbox]:
+    """An in-memory mailer that records a copy of every message sent through it.
+
+    Pass it wherever the code under test takes a :class:`~mailreset.mailers.Mailer`. It checks
+    messages as a transport would, and offers ``.messages``, ``len()``, iteration, ``.last``,
+    ``.find(to=..., subject=...)``, ``.clear()``, ``.wait_for(count, timeout)`` (for mail sent
+    from other threads) and ``.assert_sent(...)``, whose failure lists what was sent.
+    A fresh one for every test; it needs no aiosmtpd.
+    """
+    outbox = Outbox()
+    yield outbox
+    outbox.close()
 
 
 @pytest.fixture(scope="session")

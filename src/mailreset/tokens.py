@@ -1,0 +1,516 @@
+"""Signed, expiring, purpose-bound tokens for reset links: compact JWTs, HMAC only.
+
+A token is a standard JWS (``header.payload.signature``, base64url, HS256/384/512), so any JWT
+library can read it given the key. The header names the algorithm and a ``kid`` derived from
+the signing key; the payload holds the standard ``sub``, ``iat``, ``exp`` (and ``iss`` when
+configured), the private ``pur`` (the purpose) and, for bound tokens, ``bnd`` (a keyed,
+truncated digest of the user state, never the state itself). Anything in ``extra`` sits
+beside them.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+import attrs
+import jwt
+from jwt.algorithms import HMACAlgorithm
+
+from mailreset._clock import Clock
+from mailreset._jwt_errors import map_jwt_errors
+from mailreset.errors import ConfigurationError, ExpiredToken, InvalidToken, StaleToken
+
+__all__ = ["Claims", "TokenService"]
+
+#: Shortest key accepted for HS256, in bytes (of its UTF-8 encoding for a str). RFC 7518
+#: section 3.2 asks for keys at least as long as the hash: 48 bytes for HS384, 64 for HS512.
+MIN_KEY_BYTES = 32
+#: Longest token ``verify`` looks at; longer input is refused before any decoding, and
+#: ``issue`` refuses to make a token it could not verify.
+MAX_TOKEN_LENGTH = 4096
+
+Secret: TypeAlias = str | bytes
+State: TypeAlias = str | bytes
+Bind: TypeAlias = State | Callable[[str], State | None]
+Seconds: TypeAlias = float | timedelta
+
+_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+_KEY_HINT = 'make one with: python -c "import secrets; print(secrets.token_urlsafe({}))"'
+# Three non-empty base64url segments, no padding, nothing else: re-padded, whitespace-laden
+# or otherwise "equivalent" spellings of a token are not the token.
+_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_RESERVED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "pur", "bnd"})
+_HEADER_FIELDS = frozenset({"alg", "kid", "typ"})
+_KID_BYTES = 6  # 48 bits: a label to pick the key, not a secret and not a security margin
+_BIND_BYTES = 16  # 128-bit digest of the bound state
+_LATEST = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_STANDARD = bytes.maketrans(b"-_", b"+/")
+_IPAD = bytes(byte ^ 0x36 for byte in range(256))
+_OPAD = bytes(byte ^ 0x5C for byte in range(256))
+# One encoder and decoder, built once: json.dumps() with any option set builds a new encoder
+# on every call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_quote = json.encoder.encode_basestring_ascii  # the C string escaper json.dumps uses
+_DECODE = json.JSONDecoder().decode
+
+
+def _b64(data: bytes) -> str:
+    # base64.urlsafe_b64encode without its two Python-level wrappers (hot path).
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
+
+
+def _b64decode(segment: str) -> bytes:
+    # Only ever called on segments _SHAPE has checked, so no character is silently dropped.
+    padded = segment + "=" * (-len(segment) % 4)
+    return binascii.a2b_base64(padded.encode().translate(_STANDARD))
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc)
+
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+
+def _readonly(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    if type(value) is MappingProxyType:  # already read-only (verify builds it so)
+        return value
+    return MappingProxyType(dict(value)) if value else _NOTHING
+
+
+@attrs.frozen(kw_only=True)
+class Claims:
+    """What a verified token says.
+
+    Attributes:
+        subject: the user id the token was issued for, as a string.
+        purpose: what the token is for (``"reset_password"``, ...).
+        issued_at: when it was issued (aware UTC).
+        expires_at: when it stops being valid (aware UTC).
+        extra: the application's own claims given to ``issue(extra=...)`` (read-only).
+
+    .. versionadded:: 0.1
+    """
+
+    subject: str
+    purpose: str
+    issued_at: datetime
+    expires_at: datetime
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_readonly, hash=False)
+
+
+class _Keyed:
+    """HMAC (RFC 2104) whose keyed inner and outer hash states are computed once.
+
+    Gives the same bytes as ``hmac.digest(key, message, hash)``; each use costs two copies of
+    C hash objects instead of going through the ``hmac`` module's Python wrapper, which is
+    about a third of the signing time on this hot path.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes, hash_function: Callable[..., hashlib._Hash]) -> None:
+        block_size = hash_function().block_size
+        if len(key) > block_size:
+            key = hash_function(key).digest()
+        key = key.ljust(block_size, b"\0")
+        self._inner = hash_function(key.translate(_IPAD))
+        self._outer = hash_function(key.translate(_OPAD))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def b64digest(self, message: bytes) -> str:
+        """The digest, base64url-encoded without padding (a JWS signature)."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return (
+            binascii.b2a_base64(outer.digest(), newline=False)
+            .translate(_URLSAFE)
+            .rstrip(b"=")
+            .decode()
+        )
+
+
+class _Key:
+    """One secret, prepared once: its kid, its header segment and its keyed MAC states."""
+
+    __slots__ = ("_bind_mac", "header", "kid", "sign")
+
+    def __init__(self, secret: bytes, algorithm: str) -> None:
+        digest = _HASHES[algorithm]
+        # The kid is a keyed hash of a constant: it names the key without revealing it.
+        self.kid = _b64(hmac.digest(secret, b"mailreset kid", "sha256")[:_KID_BYTES])
+        header = {"alg": algorithm, "kid": self.kid, "typ": "JWT"}
+        self.header = _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+        #: sign(signing_input) -> the base64url signature (a bound method: no extra call).
+        self.sign = _Keyed(secret, digest).b64digest
+        # A separate key for state digests, derived from the secret, so a digest is never
+        # something the signing key also produced for another input.
+        self._bind_mac = _Keyed(hmac.digest(secret, b"mailreset bind", "sha256"), hashlib.sha256)
+
+    def state_digest(self, purpose: str, subject: str, state: bytes) -> str:
+        # Length-prefixed, so no purpose/subject/state split can collide with another.
+        prefix = f"{len(purpose)}:{purpose}{len(subject)}:{subject}".encode()
+        return _b64(self._bind_mac.digest(prefix + state)[:_BIND_BYTES])
+
+
+def _seconds(name: str, value: object, *, minimum: float) -> float:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigurationError(
+            f"{name} must be a number of seconds or a timedelta, not {value!r}"
+        )
+    if not math.isfinite(seconds) or seconds < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum:g} seconds, not {value!r}")
+    return seconds
+
+
+def _secrets(secret_key: object, algorithm: str) -> list[bytes]:
+    shortest = max(MIN_KEY_BYTES, _HASHES[algorithm]().digest_size)
+    hint = _KEY_HINT.format(shortest)
+    keys = [secret_key] if isinstance(secret_key, (str, bytes)) else secret_key
+    if not isinstance(keys, Sequence) or not keys:
+        raise ConfigurationError(
+            "secret_key must be a str or bytes, or a non-empty sequence of them "
+            f"(the first signs, all verify); {hint}"
+        )
+    secrets: list[bytes] = []
+    for position, key in enumerate(keys):
+        name = "secret_key" if isinstance(secret_key, (str, bytes)) else f"secret_key[{position}]"
+        if not isinstance(key, (str, bytes)):
+            raise ConfigurationError(f"{name} must be a str or bytes, not {type(key).__name__}")
+        raw = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
+        if len(raw) < shortest:
+            raise ConfigurationError(
+                f"{name} is {len(raw)} bytes; an {algorithm} key needs at least {shortest} "
+                f"random bytes: {hint}"
+            )
+        try:
+            # PyJWT refuses PEM/SSH/DER public keys and JWK documents as HMAC secrets: using
+            # one would open the door to algorithm-confusion attacks.
+            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(raw)
+        except jwt.PyJWTError as exc:
+            raise ConfigurationError(f"{name} cannot be an HMAC secret: {exc}") from exc
+        secrets.append(raw)
+    return secrets
+
+
+def _extra_json(extra: object) -> str:
+    if not isinstance(extra, Mapping):
+        raise ConfigurationError(f"extra must be a mapping, not {type(extra).__name__}")
+    if not all(isinstance(name, str) and name not in _RESERVED for name in extra):
+        raise ConfigurationError(
+            f"extra must have str keys other than the reserved {sorted(_RESERVED)}"
+        )
+    try:
+        return _ENCODE(extra)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"extra must hold JSON values only: {exc}") from exc
+
+
+def _check_purpose(purpose: object) -> str:
+    if not isinstance(purpose, str) or not purpose:
+        raise ConfigurationError(f"purpose must be a non-empty str, not {purpose!r}")
+    return purpose
+
+
+def _state_bytes(state: object, name: str) -> bytes:
+    if isinstance(state, str):
+        return state.encode("utf-8", "surrogatepass")
+    if isinstance(state, bytes):
+        return state
+    raise ConfigurationError(f"{name} must be a str or bytes, not {type(state).__name__}")
+
+
+def _timestamp(payload: Mapping[str, Any], name: str) -> float:
+    value = payload.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= _LATEST:
+        raise InvalidToken(f"the token's {name!r} claim is not a date")
+    return value
+
+
+class TokenService:
+    """Issues and verifies signed, expiring tokens bound to a purpose and, optionally, to state.
+
+    Args:
+        secret_key: a str or bytes of at least 32 bytes (48 for HS384, 64 for HS512), or a
+            sequence of them for rotation: the first signs, every one verifies, and the
+            token's ``kid`` header picks the key.
+        max_age: default lifetime of a token, in seconds or as a timedelta.
+        algorithm: ``"HS256"``, ``"HS384"`` or ``"HS512"``; tokens naming any other algorithm
+            (``none``, RSA, EC, or another HMAC) are rejected.
+        issuer: when set, written as ``iss`` and required on verification.
+        leeway: clock skew tolerated on ``exp``, ``iat`` and ``nbf``, in seconds or a timedelta.
+        clock: returns the current time as an aware UTC datetime (inject one in tests).
+
+    Raises:
+        ConfigurationError: a setting that cannot work, named in the message.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = (
+        "_by_header",
+        "_by_kid",
+        "_clock",
+        "_now",
+        "_signer",
+        "algorithm",
+        "issuer",
+        "leeway",
+        "max_age",
+    )
+
+    def __init__(
+        self,
+        secret_key: Secret | Sequence[Secret],
+        *,
+        max_age: Seconds = 600,
+        algorithm: str = "HS256",
+        issuer: str | None = None,
+        leeway: Seconds = 0,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(algorithm, str) or algorithm not in _HASHES:
+            raise ConfigurationError(
+                f"algorithm must be one of HS256, HS384, HS512, not {algorithm!r}: "
+                "mailreset signs with a shared secret only"
+            )
+        if issuer is not None and (not isinstance(issuer, str) or not issuer):
+            raise ConfigurationError(f"issuer must be a non-empty str or None, not {issuer!r}")
+        if clock is not None and not callable(clock):
+            raise ConfigurationError(f"clock must be a callable returning a datetime: {clock!r}")
+        #: the signing algorithm, and the only one accepted.
+        self.algorithm = algorithm
+        #: the ``iss`` claim written and required, or None.
+        self.issuer = issuer
+        #: default token lifetime, in seconds.
+        self.max_age = _seconds("max_age", max_age, minimum=1)
+        #: tolerated clock skew, in seconds.
+        self.leeway = _seconds("leeway", leeway, minimum=0)
+        self._clock = clock
+        self._now: Callable[[], float] = time.time if clock is None else self._clock_now
+        keys = [_Key(secret, algorithm) for secret in _secrets(secret_key, algorithm)]
+        self._signer = keys[0]
+        self._by_kid = {key.kid: key for key in keys}
+        if len(self._by_kid) != len(keys):
+            raise ConfigurationError("secret_key lists the same key twice")
+        self._by_header = {key.header: key for key in keys}
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenService(algorithm={self.algorithm!r}, max_age={self.max_age:g}, "
+            f"issuer={self.issuer!r}, leeway={self.leeway:g}, "
+            f"keys={list(self._by_kid)!r})"
+        )
+
+    def _clock_now(self) -> float:
+        assert self._clock is not None  # only installed as _now when a clock was given
+        now = self._clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise ConfigurationError(f"clock must return an aware datetime, not {now!r}")
+        return now.timestamp()
+
+    def issue(
+        self,
+        purpose: str,
+        subject: str | int,
+        *,
+        bind: State | None = None,
+        max_age: Seconds | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Return a new token for ``subject`` (a user id) usable only for ``purpose``.
+
+        Args:
+            purpose: what the token is for; ``verify`` must name the same purpose.
+            subject: the user id, int or str (stored as a str).
+            bind: user state that must not change while the token lives (the password hash,
+                the last login); the token carries a keyed digest of it, never the value.
+            max_age: this token's lifetime, instead of the service's.
+            extra: more claims (JSON values) returned in ``Claims.extra``; they are signed
+                but readable by anyone holding the token, so keep secrets out.
+
+        Raises:
+            ConfigurationError: an argument that cannot be used, named in the message.
+        """
+        purpose = _check_purpose(purpose)
+        if isinstance(subject, bool) or not isinstance(subject, (str, int)) or subject == "":
+            raise ConfigurationError(f"subject must be a non-empty str or an int: {subject!r}")
+        sub = str(subject)
+        lifetime = self.max_age if max_age is None else _seconds("max_age", max_age, minimum=1)
+        issued = math.floor(self._now())
+        # The JSON is written out here rather than by json.dumps (five times slower, the
+        # largest cost of issue): fixed keys, integers, and strings escaped by the json
+        # module's own C escaper. The application's extra claims go through the encoder.
+        claims = f'{{"sub":{_quote(sub)},"iat":{issued},"exp":{issued + math.ceil(lifetime)}'
+        if self.issuer is not None:
+            claims += f',"iss":{_quote(self.issuer)}'
+        claims += f',"pur":{_quote(purpose)}'
+        signer = self._signer
+        if bind is not None:
+            digest = signer.state_digest(purpose, sub, _state_bytes(bind, "bind"))
+            claims += f',"bnd":"{digest}"'
+        if extra:
+            claims += "," + _extra_json(extra)[1:-1]
+        body = (claims + "}").encode()
+        signing_input = f"{signer.header}.{_b64(body)}"
+        token = f"{signing_input}.{signer.sign(signing_input.encode('ascii'))}"
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise ConfigurationError(
+                f"the token would be {len(token)} characters, over the {MAX_TOKEN_LENGTH} "
+                "verify accepts: make extra smaller"
+            )
+        return token
+
+    def verify(self, token: object, purpose: str, *, bind: Bind | None = None) -> Claims:
+        """Return the claims of ``token`` if it is genuine, unexpired, for ``purpose`` and fresh.
+
+        Args:
+            token: whatever arrived (a str, normally); any other input is an ``InvalidToken``.
+            purpose: the purpose the token must have been issued for.
+            bind: the user's current state, or a callable ``subject -> state | None`` (None
+                means the user is gone). Required for tokens issued with ``bind``, refused
+                for tokens issued without. The callable runs only for genuine, unexpired
+                tokens; its own exceptions propagate.
+
+        Raises:
+            ExpiredToken: genuine, for this purpose, but its time is up (``expired_at`` says
+                when), whatever else may be true of it.
+            StaleToken: genuine and unexpired, but the bound state changed (already used).
+            InvalidToken: anything else: malformed, forged, another key, algorithm, purpose
+                or issuer, not yet valid, or its user is gone.
+            ConfigurationError: ``purpose`` or ``bind`` (not the token) cannot be used.
+
+        Verifying consumes nothing: the same token verifies again until its state changes.
+        """
+        _check_purpose(purpose)
+        if bind is not None and not callable(bind) and not isinstance(bind, (str, bytes)):
+            raise ConfigurationError(f"bind must be a str, bytes or a callable, not {bind!r}")
+        key, payload = self._open(token)
+
+        # Past the signature: the payload is ours (or a key holder's); check it field by field.
+        subject = payload.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise InvalidToken("the token's subject (sub) is missing or not a string")
+        issued = _timestamp(payload, "iat")
+        expires = _timestamp(payload, "exp")
+        not_before = _timestamp(payload, "nbf") if "nbf" in payload else None
+        if payload.get("iss") != self.issuer:
+            raise InvalidToken("the token comes from another issuer")
+        if payload.get("pur") != purpose:
+            raise InvalidToken(f"the token is not for {purpose!r}")
+        digest = payload.get("bnd")
+        if digest is None and bind is not None:
+            raise InvalidToken("the token is not bound to any state, but bind= was given")
+        if digest is not None and bind is None:
+            raise InvalidToken("the token is bound to user state: pass bind= to verify it")
+        if digest is not None and not isinstance(digest, str):
+            raise InvalidToken("the token's state digest is malformed")
+
+        now = self._now()
+        if now >= expires + self.leeway:
+            raise ExpiredToken(
+                f"the token expired at {_utc(expires).isoformat()}",
+                expired_at=_utc(expires),
+            )
+        if issued > now + self.leeway:
+            raise InvalidToken("the token was issued in the future")
+        if not_before is not None and not_before > now + self.leeway:
+            raise InvalidToken(f"the token is not valid before {_utc(not_before).isoformat()}")
+        extra = _NOTHING
+        if not payload.keys() <= _RESERVED:
+            extra = MappingProxyType(
+                {name: value for name, value in payload.items() if name not in _RESERVED}
+            )
+        claims = Claims(
+            subject=subject,
+            purpose=purpose,
+            issued_at=_utc(issued),
+            expires_at=_utc(expires),
+            extra=extra,
+        )
+
+        if digest is not None:
+            state = bind(subject) if callable(bind) else bind
+            if state is None:
+                raise InvalidToken("the token's user no longer exists")
+            expected = key.state_digest(purpose, subject, _state_bytes(state, "bind state"))
+            if not hmac.compare_digest(expected.encode(), digest.encode("utf-8", "replace")):
+                raise StaleToken("the token was already used or superseded (its state changed)")
+        return claims
+
+    def _open(self, token: object) -> tuple[_Key, dict[str, Any]]:
+        """Check the shape, the header and the signature; return the key and the payload."""
+        if isinstance(token, bytes):
+            if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+                raise InvalidToken("not a token: too long or not ASCII")
+            token = token.decode("ascii")
+        elif not isinstance(token, str):
+            raise InvalidToken(f"not a token: a {type(token).__name__}, not a str")
+        # The length cap comes first, so megabytes of garbage cost nothing but len().
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken(f"not a token: longer than {MAX_TOKEN_LENGTH} characters")
+        if _SHAPE.fullmatch(token) is None:
+            raise InvalidToken("not a token: expected three base64url segments joined by dots")
+        header, body, signature = token.split(".")
+        key = self._by_header.get(header) or self._key_for(token)
+        # Comparing the encoded signatures (not decoded bytes) also refuses non-canonical
+        # base64 spellings of the right signature.
+        expected = key.sign(f"{header}.{body}".encode("ascii"))
+        if not hmac.compare_digest(expected, signature):
+            raise InvalidToken("the token's signature does not match")
+        with map_jwt_errors():
+            payload = _DECODE(_b64decode(body).decode())
+        if not isinstance(payload, dict):
+            raise InvalidToken("the token's payload is not a JSON object")
+        return key, payload
+
+    def _key_for(self, token: str) -> _Key:
+        """Slow path for a header we did not write byte for byte: read it, then pick the key."""
+        with map_jwt_errors():
+            header = jwt.get_unverified_header(token)
+        algorithm = header.get("alg")
+        if algorithm != self.algorithm:
+            raise InvalidToken(
+                f"the token's algorithm {algorithm!r} is not allowed; only {self.algorithm}"
+            )
+        unexpected = set(header) - _HEADER_FIELDS
+        if unexpected:
+            raise InvalidToken(f"the token's header has unexpected fields {sorted(unexpected)}")
+        if header.get("typ", "JWT") != "JWT":
+            raise InvalidToken("the token's header type is not JWT")
+        kid = header.get("kid")
+        if kid is None:
+            raise InvalidToken("the token names no key id (kid)")
+        key = self._by_kid.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken(
+                "the token's key id (kid) is unknown: signed with another key, or one rotated out"
+            )
+        return key

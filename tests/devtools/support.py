@@ -1,0 +1,116 @@
+"""Helpers for the debug sink's tests: an in-process sink, HTTP calls, raw SMTP sockets."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from devtools.sink.server import DebugSink
+from devtools.sink.store import SinkStore
+
+
+@contextmanager
+def running_sink(
+    *, directory: Path | None = None, max_messages: int = 1000, **options: Any
+) -> Iterator[DebugSink]:
+    """A DebugSink on free loopback ports, its terminal blocks going to a StringIO."""
+    store = SinkStore(max_messages=max_messages, directory=directory)
+    options.setdefault("terminal", io.StringIO())
+    options.setdefault("http_port", 0)
+    sink = DebugSink(smtp_port=0, store=store, **options)
+    with sink:
+        yield sink
+
+
+def reset_mail(
+    to: str = "ada@example.test", subject: str = "Reset your password", *, html: str | None = None
+) -> EmailMessage:
+    """A small reset message with a text part and (by default) an HTML part."""
+    message = EmailMessage()
+    message["From"] = "App <noreply@example.test>"
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = "<reset-1@example.test>"
+    message.set_content("Open https://app.example.test/reset/tok123 within 10 minutes.")
+    message.add_alternative(
+        html or '<p><a href="https://app.example.test/reset/tok123">Reset</a></p>',
+        subtype="html",
+    )
+    return message
+
+
+def http(
+    sink: DebugSink, path: str, *, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """Call the sink's web server; returns (status, headers, body), errors included."""
+    assert sink.web is not None
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{sink.web.port}{path}", method=method, headers=headers or {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, dict(error.headers), error.read()
+
+
+def api(sink: DebugSink, path: str, *, method: str = "GET") -> Any:
+    """The JSON body of a successful API call."""
+    status, _, body = http(sink, path, method=method)
+    assert 200 == status, body
+    return json.loads(body)
+
+
+class RawSMTP:
+    """A bare socket speaking SMTP by hand, for input no well-behaved client would send."""
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self._buffer = b""
+        self.greeting = self.reply()
+
+    def send(self, data: bytes) -> None:
+        """Write raw bytes."""
+        self.socket.sendall(data)
+
+    def reply(self) -> bytes:
+        """Read one whole (possibly multi-line) reply."""
+        lines: list[bytes] = []
+        while True:
+            while b"\r\n" not in self._buffer:
+                chunk = self.socket.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"closed by the server after {lines!r}")
+                self._buffer += chunk
+            line, self._buffer = self._buffer.split(b"\r\n", 1)
+            lines.append(line)
+            if line[3:4] != b"-":
+                return b"\n".join(lines)
+
+    def command(self, line: bytes) -> bytes:
+        """Send a command line and return the reply."""
+        self.send(line + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        """Drop the connection without QUIT."""
+        self.socket.close()
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    """Poll ``predicate`` (for state in another process or thread) until true or timeout."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(0.01)

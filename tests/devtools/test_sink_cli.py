@@ -1,0 +1,204 @@
+"""``python -m devtools.sink`` started as a newcomer would, in a subprocess, fed by swaks."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser_support import in_ci
+from tests.devtools.support import reset_mail
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SinkProcess:
+    """``python -m devtools.sink`` in a subprocess; stdout lines are read in a thread."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devtools.sink", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert self.process.stdout is not None
+        threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True).start()
+        banner = self.wait_for_line(r"SMTP on 127\.0\.0\.1:(\d+)")
+        self.smtp_port = int(banner.group(1))
+
+    def _pump(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for_line(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        """The first line (from now on) matching ``pattern``; fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                line = self.lines.get(timeout=max(left, 0.01))
+            except queue.Empty:
+                if left <= 0:
+                    raise AssertionError(
+                        f"no line matching {pattern!r} in {timeout}s; saw {self.seen!r}"
+                    ) from None
+                continue
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, then the exit status and stderr."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = self.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, stderr = self.process.communicate()
+        return self.process.returncode, stderr
+
+
+@pytest.fixture
+def sink_process(tmp_path: Path) -> Iterator[SinkProcess]:
+    """A sink subprocess on free ports (port 0), stopped after the test."""
+    process = SinkProcess("--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0")
+    try:
+        yield process
+    finally:
+        if process.process.poll() is None:
+            process.stop()
+
+
+def test_help_explains_the_options() -> None:
+    """--help exits 0 and names the addresses, the store and the fault flags."""
+    result = subprocess.run(
+        [sys.executable, "-m", "devtools.sink", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert 0 == result.returncode
+    for option in ("--smtp", "--http", "--store", "--max-size", "--tempfail-first", "--reject"):
+        assert option in result.stdout
+
+
+def test_swaks_mail_shows_up_as_a_terminal_block(sink_process: SinkProcess) -> None:
+    """A message sent by the real swaks prints its block, with the link, in the terminal."""
+    swaks = shutil.which("swaks")
+    if swaks is None:
+        if in_ci():
+            pytest.fail("swaks is missing under CI: apt-get install swaks", pytrace=False)
+        pytest.skip("swaks is not installed (Debian: apt-get install swaks)")
+    sent = subprocess.run(
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{sink_process.smtp_port}",
+            "--from",
+            "noreply@example.test",
+            "--to",
+            "ada@example.test",
+            "--header",
+            "Subject: Reset your password",
+            "--body",
+            "Open https://app.example.test/reset/tok123 within 10 minutes.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert 0 == sent.returncode, sent.stdout + sent.stderr
+
+    sink_process.wait_for_line(r"^--- \d\d:\d\d:\d\d  message [0-9a-f]+ ")
+    expected = [
+        "  From:    noreply@example.test",
+        "  To:      ada@example.test",
+        "  Subject: Reset your password",
+        "  Link:    https://app.example.test/reset/tok123",
+    ]
+    assert expected == [sink_process.wait_for_line(".").string for _ in expected]
+    sink_process.wait_for_line(r"^  View:    http://127\.0\.0\.1:\d+/#/messages/")
+
+
+def test_sigterm_stops_it_cleanly(sink_process: SinkProcess) -> None:
+    """SIGTERM ends the sink with status 0 and no traceback."""
+    status, stderr = sink_process.stop()
+
+    assert 0 == status
+    assert "Traceback" not in stderr
+
+
+def test_a_non_loopback_address_needs_the_explicit_flag() -> None:
+    """Binding beyond loopback without --allow-remote is refused before anything listens."""
+    result = subprocess.run(
+        [sys.executable, "-m", "devtools.sink", "--smtp", "0.0.0.0:0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert 2 == result.returncode
+    assert "--allow-remote" in result.stderr
+
+
+def test_a_busy_port_is_a_clear_error() -> None:
+    """A port already taken ends the sink with a message that says what to do."""
+    first = SinkProcess("--smtp", "127.0.0.1:0", "--no-http")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "devtools.sink", "--smtp", f"127.0.0.1:{first.smtp_port}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        first.stop()
+
+    assert 1 == result.returncode
+    assert "--smtp HOST:PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fault_flags_reach_the_server() -> None:
+    """--tempfail-first and --reject make the sink answer 451 and 550."""
+    process = SinkProcess(
+        "--smtp", "127.0.0.1:0", "--no-http", "--tempfail-first", "1", "--reject", "*@blocked.test"
+    )
+    try:
+        with smtplib.SMTP("127.0.0.1", process.smtp_port, timeout=10) as client:
+            with pytest.raises(smtplib.SMTPDataError) as tempfail:
+                client.send_message(reset_mail())
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as rejected:
+                client.send_message(reset_mail(to="x@blocked.test"))
+            client.send_message(reset_mail(subject="third time"))
+        process.wait_for_line(r"^  Subject: third time$")
+    finally:
+        process.stop()
+
+    assert 451 == tempfail.value.smtp_code
+    assert 550 == rejected.value.recipients["x@blocked.test"][0]
