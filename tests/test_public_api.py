@@ -17,6 +17,7 @@ PUBLIC_MODULES = [
     "mailreset.messages",
     "mailreset.reset",
     "mailreset.spool",
+    "mailreset.rq",
     "mailreset.testing",
     "mailreset.tokens",
     "mailreset.transports",

@@ -41,7 +41,8 @@ class Outgoing:
     smtputf8: bool = False
 
 
-def _addresses(message: Message, *names: str) -> list[str]:
+def addresses(message: Message, *names: str) -> list[str]:
+    """The addr-specs in the ``names`` headers of ``message``; CR/LF raises InvalidMessage."""
     values: list[str] = []
     for name in names:
         values.extend(str(value) for value in message.get_all(name, ()))
@@ -63,11 +64,11 @@ def envelope(message: Message) -> tuple[str, tuple[str, ...]]:
     .. versionadded:: 0.1
     """
     prefix = "Resent-" if message.get("Resent-Date") is not None else ""
-    senders = _addresses(message, f"{prefix}Sender") or _addresses(message, f"{prefix}From")
+    senders = addresses(message, f"{prefix}Sender") or addresses(message, f"{prefix}From")
     if not senders:
         raise InvalidMessage("the message has no From (or Sender) address to send it from")
     recipients: dict[str, str] = {}
-    for address in _addresses(message, f"{prefix}To", f"{prefix}Cc", f"{prefix}Bcc"):
+    for address in addresses(message, f"{prefix}To", f"{prefix}Cc", f"{prefix}Bcc"):
         recipients.setdefault(address.lower(), address)
     if not recipients:
         raise InvalidMessage("the message has no recipient: set To, Cc or Bcc")

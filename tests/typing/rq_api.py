@@ -1,0 +1,20 @@
+"""Exercises mailreset.rq under mypy --strict (never run, only type-checked)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from email.message import EmailMessage
+
+from mailreset.mailers import Delivery, Mailer, Retry
+from mailreset.rq import JobFuture, RQMailer, configure_worker, deliver
+from mailreset.transports import MemoryTransport
+
+rq_mailer = RQMailer("redis://localhost:6379/0", retry=Retry(attempts=3), job_timeout=30)
+as_mailer: Mailer = rq_mailer
+job_future: JobFuture = rq_mailer.send(EmailMessage())
+as_future: Future[Delivery] = job_future
+job_id: str = job_future.job_id
+rq_mailer.flush(timeout=5.0)
+rq_mailer.close(timeout=None)
+configure_worker(MemoryTransport, env_prefix="MAIL_")
+result: dict[str, object] = deliver("a@b.example", ["c@d.example"], b"...", "MAIL_")
