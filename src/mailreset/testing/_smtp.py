@@ -315,15 +315,13 @@ class SMTPSink:
                 # Over implicit TLS the channel is already encrypted.
                 auth_require_tls=starttls_context is not None,
             )
-        controller_class = _ImplicitTLSController if ssl_context is not None else Controller
-        self._controller = controller_class(
-            self.handler,
-            hostname=host,
-            port=self.port,
-            ssl_context=ssl_context,
-            **smtp_options,
+        self._controller_class = _ImplicitTLSController if ssl_context is not None else Controller
+        self._controller_options: dict[str, Any] = dict(
+            hostname=host, port=self.port, ssl_context=ssl_context, **smtp_options
         )
-        self._running = False
+        # Made in start(): a Controller owns an event loop from birth, and one that never
+        # ran would only be closed by the garbage collector (noisily, on Python 3.10).
+        self._controller: Controller | None = None
 
     @property
     def settings(self) -> SMTPSettings:
@@ -383,16 +381,22 @@ class SMTPSink:
 
     def start(self) -> SMTPSink:
         """Start serving; returns once the server answers."""
-        if not self._running:
-            self._controller.start()
-            self._running = True
+        if self._controller is None:
+            controller = self._controller_class(self.handler, **self._controller_options)
+            try:
+                controller.start()
+            except BaseException:
+                if not controller.loop.is_running():
+                    controller.loop.close()
+                raise
+            self._controller = controller
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port."""
-        if self._running:
-            self._running = False
-            self._controller.stop()
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
 
     def __enter__(self) -> SMTPSink:
         return self.start()
