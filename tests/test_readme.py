@@ -8,7 +8,10 @@ defines ``test_*`` functions is a pytest example: they are called with the fixtu
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
+import io
+import itertools
 import re
 import shlex
 from collections.abc import Iterator
@@ -76,9 +79,14 @@ def test_python_block_runs(
     """The block runs as written (with the servers' ports swapped in)."""
     redis_url = None
     if "redis://" in code:
-        redis_url = request.getfixturevalue("redis_url")
+        redis_url = request.getfixturevalue("redis_server").url
     namespace: dict[str, Any] = {"__name__": f"readme_line{line}"}
-    exec(compile(_localise(code, readme_sink, redis_url), f"README.md:{line}", "exec"), namespace)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(
+            compile(_localise(code, readme_sink, redis_url), f"README.md:{line}", "exec"),
+            namespace,
+        )
 
     fixtures = {"mail_outbox": Outbox, "smtp_sink": lambda: readme_sink}
     for name, function in list(namespace.items()):
@@ -88,6 +96,10 @@ def test_python_block_runs(
                 for parameter in inspect.signature(function).parameters
             }
             function(**arguments)
+
+    # `print(...)  # what it prints` promises an output: keep the promise.
+    promised = re.findall(r"^[ \t]*print\(.*\)[ \t]+#[ \t]*(.+)$", code, re.M)
+    assert [] == [text for text in promised if text.strip() not in printed.getvalue()]
 
 
 def _nox_sessions() -> set[str]:
@@ -106,8 +118,10 @@ def test_every_nox_session_named_in_the_readme_exists() -> None:
     named = {
         name
         for _, body in COMMAND_BLOCKS
-        for match in re.finditer(r"nox -s ((?:[\w.-]+ ?)+)", body)
-        for name in match.group(1).split()
+        for match in re.finditer(r"nox -s ([^\n]*)", body)
+        for name in itertools.takewhile(
+            lambda word: not word.startswith("-"), match.group(1).split()
+        )
     }
     sessions = _nox_sessions()
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from concurrent.futures import wait
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -31,8 +29,6 @@ redis = pytest.importorskip("redis")
 from mailreset import rq as mailreset_rq  # noqa: E402 - after the importorskip above
 from mailreset.rq import JobFuture, RQMailer  # noqa: E402
 from tests.rq_support import (  # noqa: E402
-    INSTALL_HINT,
-    REDIS_SERVER,
     RedisServer,
     finish,
     kill_group,
@@ -43,24 +39,6 @@ from tests.rq_support import (  # noqa: E402
 pytestmark = pytest.mark.redis
 
 NO_WAIT = Retry(attempts=5, initial=0.0, maximum=0.0)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of its own for each test (AOF, appendfsync always), stopped after it."""
-    if not Path(REDIS_SERVER).exists():
-        if _in_ci():
-            pytest.fail(INSTALL_HINT, pytrace=False)
-        pytest.skip(INSTALL_HINT)
-    server = RedisServer(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
