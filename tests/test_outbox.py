@@ -83,7 +83,7 @@ def test_a_message_without_recipients_is_refused() -> None:
     message = _message()
     del message["To"]
 
-    with pytest.raises(InvalidMessage, match="no recipients"):
+    with pytest.raises(InvalidMessage, match="no recipient"):
         outbox.send(message)
     assert 0 == len(outbox)
 

@@ -18,7 +18,7 @@ import bottle
 from bottle import request, response
 
 from examples.bottle_app.adapter import MailresetPlugin
-from examples.bottle_app.users import SQLiteUsers, User
+from examples.sqlite_users import SQLiteUsers, User
 from mailreset import ExpiredToken, InvalidToken, PasswordReset, StaleToken, WeakPassword
 
 VIEWS = str(Path(__file__).with_name("views"))

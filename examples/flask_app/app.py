@@ -16,7 +16,7 @@ from flask import Flask, abort, flash, g, redirect, render_template, request, se
 from werkzeug.wrappers import Response
 
 from examples.flask_app.adapter import init_app, reset_flow
-from examples.flask_app.users import SQLiteUsers, User
+from examples.sqlite_users import SQLiteUsers, User
 from mailreset import ExpiredToken, InvalidToken, StaleToken, WeakPassword
 
 DEFAULTS: dict[str, Any] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import email.utils
+import re
 from email import policy as email_policy
 from email.message import EmailMessage, Message
 from typing import Any
@@ -87,6 +88,7 @@ def prepare(message: Message) -> Outgoing:
         raise InvalidMessage(
             f"expected an email.message.EmailMessage, not {type(message).__name__}"
         )
+    check_header_lines(message)
     sender, recipients = envelope(message)
     smtputf8 = not all(address.isascii() for address in (sender, *recipients))
     if any(name in message for name in _HIDDEN):
@@ -113,3 +115,20 @@ def prepare(message: Message) -> Outgoing:
         message_id=message_id,
         smtputf8=smtputf8,
     )
+
+
+# A line break followed by a space or tab continues a folded header; any other CR or LF
+# would start a new header line (header injection).
+_FOLD = re.compile(r"\r?\n[ \t]")
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+def check_header_lines(message: Message) -> None:
+    """Raise :class:`~mailreset.errors.InvalidMessage` for a CR or LF in any header.
+
+    Some Python versions (3.11.7 among them) write such a header as it is, which would let a
+    value start a header of its own (header injection); folded continuation lines are fine.
+    """
+    for name, value in message.items():
+        if _LINE_BREAK.search(name) or _LINE_BREAK.search(_FOLD.sub(" ", str(value))):
+            raise InvalidMessage(f"the {name!r} header contains a line break (CR or LF)")

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from mailreset.testing._capture import CapturedMessage, extract_links, extract_token
 from mailreset.testing._outbox import Outbox
+from mailreset.testing._store import CaptureStore
 
 if TYPE_CHECKING:
-    from mailreset.testing._smtp import CaptureStore, FaultPlan, SMTPSink
+    from mailreset.testing._smtp import FaultPlan, SMTPSink
 
 __all__ = [
     "CaptureStore",
@@ -30,7 +31,7 @@ __all__ = [
     "extract_token",
 ]
 
-_NEEDS_AIOSMTPD = {"CaptureStore", "FaultPlan", "SMTPSink"}
+_NEEDS_AIOSMTPD = {"FaultPlan", "SMTPSink"}
 
 
 def __getattr__(name: str) -> Any:

@@ -16,9 +16,8 @@ import random
 import socket
 import ssl
 import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,6 +26,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mailreset.testing._capture import CapturedMessage
+from mailreset.testing._store import CaptureStore
 from mailreset.transports import SMTPSettings
 
 __all__ = ["CaptureHandler", "CaptureStore", "FaultPlan", "SMTPSink", "free_port"]
@@ -63,73 +63,6 @@ class FaultPlan:
 
 
 _NO_FAULTS = FaultPlan()
-
-
-class CaptureStore:
-    """A thread-safe list of captured messages that other threads can wait on.
-
-    ``on_message`` callbacks run in the server's thread after a message is stored
-    (the debug sink prints and saves from there).
-    """
-
-    def __init__(self) -> None:
-        self._messages: list[CapturedMessage] = []
-        self._changed = threading.Condition()
-        self.on_message: list[Callable[[CapturedMessage], None]] = []
-
-    def add(self, message: CapturedMessage) -> None:
-        """Store ``message`` and wake every waiter."""
-        with self._changed:
-            self._messages.append(message)
-            self._changed.notify_all()
-        for callback in self.on_message:
-            callback(message)
-
-    @property
-    def messages(self) -> list[CapturedMessage]:
-        """A snapshot of the captured messages, oldest first."""
-        with self._changed:
-            return list(self._messages)
-
-    def __len__(self) -> int:
-        with self._changed:
-            return len(self._messages)
-
-    def clear(self) -> None:
-        """Forget every captured message."""
-        with self._changed:
-            self._messages.clear()
-
-    def remove(self, predicate: Callable[[CapturedMessage], bool]) -> int:
-        """Forget the messages ``predicate`` selects; return how many went."""
-        with self._changed:
-            kept = [message for message in self._messages if not predicate(message)]
-            removed = len(self._messages) - len(kept)
-            self._messages[:] = kept
-        return removed
-
-    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]:
-        """Wait until at least ``count`` messages are here; return them all.
-
-        Raises :class:`TimeoutError` listing what did arrive when ``timeout`` seconds pass.
-        """
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self._messages) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(_arrived(self._messages, count, timeout))
-                self._changed.wait(left)
-            return list(self._messages)
-
-
-def _arrived(messages: list[CapturedMessage], count: int, timeout: float) -> str:
-    lines = [f"expected {count} message(s) within {timeout}s, got {len(messages)}"]
-    lines.extend(
-        f"  {index}. to={list(message.envelope_to)} subject={message.subject!r}"
-        for index, message in enumerate(messages, 1)
-    )
-    return "\n".join(lines)
 
 
 class CaptureHandler:
@@ -373,6 +306,15 @@ class SMTPSink:
     def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]:
         """Wait until ``count`` messages arrived; see :meth:`CaptureStore.wait_for`."""
         return self.store.wait_for(count, timeout)
+
+    def find(self, **criteria: Any) -> list[CapturedMessage]:
+        """The captured messages matching ``to``/``subject``; see :meth:`CaptureStore.find`."""
+        return self.store.find(**criteria)
+
+    def assert_sent(self, **criteria: Any) -> CapturedMessage:
+        """Assert a matching message arrived; see :meth:`CaptureStore.assert_sent`."""
+        __tracebackhide__ = True
+        return self.store.assert_sent(**criteria)
 
     def clear(self) -> None:
         """Forget captured messages and lift every fault."""
