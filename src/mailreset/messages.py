@@ -293,7 +293,7 @@ class MessageBuilder:
         self.locale = canonical or str(locale)
         self._lang = _LANG_TAGS.get(self.locale, self.locale.replace("_", "-"))
         self._environment, self._where = _environment(templates)
-        self._environment.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
+        _install_translations(self._environment, catalog)
         self._cache_templates = not self._environment.auto_reload
         self._templates: dict[str, jinja2.Template | None] = {}
 
@@ -601,3 +601,27 @@ def wire_bytes(message: Message) -> bytes:
     .. versionadded:: 0.1
     """
     return prepare(message).data
+
+
+def _install_translations(
+    environment: jinja2.Environment, catalog: gettext.NullTranslations
+) -> None:
+    """Install ``catalog`` for ``{% trans %}``, with plural counts held to StrictUndefined.
+
+    An undefined count must be a TemplateError like any undefined variable; Python 3.13's
+    gettext would otherwise only warn ("Plural value must be an integer") and carry on.
+    """
+
+    def ngettext(singular: str, plural: str, count: Any) -> str:
+        if isinstance(count, jinja2.Undefined):
+            count._fail_with_undefined_error()
+        return catalog.ngettext(singular, plural, count)
+
+    def npgettext(context: str, singular: str, plural: str, count: Any) -> str:
+        if isinstance(count, jinja2.Undefined):
+            count._fail_with_undefined_error()
+        return catalog.npgettext(context, singular, plural, count)
+
+    environment.install_gettext_callables(  # type: ignore[attr-defined]
+        catalog.gettext, ngettext, newstyle=True, pgettext=catalog.pgettext, npgettext=npgettext
+    )
