@@ -328,3 +328,14 @@ def test_message_ids_and_dates_do_not_fill_the_header_cache() -> None:
 
     cached = {name.lower() for name, _ in builder._policy.header_factory._headers}  # type: ignore[attr-defined]
     assert set() == cached & {"message-id", "date", "to"}
+
+
+@pytest.mark.parametrize("domain", ["acme.example", "localhost", "x-y.example", "1.2.3.4", "a..b"])
+def test_builder_message_ids_read_and_fold_like_the_default_policy(domain: str) -> None:
+    """The builder's unparsed Message-IDs match policy.default's, defects included."""
+    builder = MessageBuilder(sender="a@acme.example", domain=domain, clock=lambda: NOW)
+    ours = builder.build("reset_password", to="bob@example.com", context=RESET)["Message-ID"]
+    theirs = email.policy.default.header_factory("Message-ID", str(ours))
+
+    assert _attributes(theirs) == _attributes(ours)
+    assert _folds(theirs) == _folds(ours)

@@ -29,6 +29,7 @@ skip the parser altogether when they are made. The output is byte for byte what
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from email.headerregistry import (
     Address,
     AddressHeader,
@@ -51,9 +52,10 @@ from email.headerregistry import (
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.policy import default as default_policy
+from email.utils import format_datetime
 from typing import Any
 
-__all__ = ["CheckedAddresses", "caching_policy"]
+__all__ = ["CheckedAddresses", "CheckedMessageID", "caching_policy"]
 
 _CACHE_SIZE = 2048
 #: Headers whose values are (nearly) always new: caching them would only evict useful ones.
@@ -96,6 +98,37 @@ class LazyAddressHeader(UniqueAddressHeader):
         return groups
 
 
+class CheckedMessageID(str):
+    """A Message-ID made by ``email.utils.make_msgid`` from a checked domain: no parse needed."""
+
+    __slots__ = ()
+
+
+class LazyMessageIDHeader(MessageIDHeader):
+    """A Message-ID header that skips the parser for a :class:`CheckedMessageID`."""
+
+    @classmethod
+    def parse(cls, value: Any, kwds: dict[str, Any]) -> None:
+        if not isinstance(value, CheckedMessageID):
+            super().parse(value, kwds)
+            return
+        kwds["decoded"] = str(value)
+        kwds["parse_tree"] = None
+
+
+class LazyDateHeader(UniqueDateHeader):
+    """A Date header that, made from a datetime, skips parsing the text it formats it to."""
+
+    @classmethod
+    def parse(cls, value: Any, kwds: dict[str, Any]) -> None:
+        if not isinstance(value, datetime):
+            super().parse(value, kwds)
+            return
+        kwds["datetime"] = value
+        kwds["decoded"] = format_datetime(value)
+        kwds["parse_tree"] = None
+
+
 #: The stdlib's header classes (and ours): their tree is ``value_parser`` of the value given
 #: (of ``str(header)`` for a Date, or for a value that is not a string).
 _REPARSABLE = frozenset(
@@ -109,6 +142,8 @@ _REPARSABLE = frozenset(
         SingleAddressHeader,
         UniqueSingleAddressHeader,
         LazyAddressHeader,
+        LazyDateHeader,
+        LazyMessageIDHeader,
         MIMEVersionHeader,
         ContentTypeHeader,
         ContentDispositionHeader,
@@ -198,6 +233,8 @@ class CachingHeaderRegistry(HeaderRegistry):
         self._headers: dict[tuple[str, str], BaseHeader] = {}
         for name in ("from", "to", "cc", "bcc", "reply-to"):
             self.map_to_type(name, LazyAddressHeader)
+        self.map_to_type("date", LazyDateHeader)
+        self.map_to_type("message-id", LazyMessageIDHeader)
 
     def __reduce__(self) -> tuple[type[CachingHeaderRegistry], tuple[()]]:
         # Pickling or deep-copying a message copies its policy: carry a fresh, empty registry
