@@ -66,6 +66,27 @@ def test_smtp_sink_captures_over_real_smtp(smtp_sink: SMTPSink) -> None:
     assert "Reset your password" == captured.subject
 
 
+@pytest.mark.parametrize("cte", ["7bit", "quoted-printable", "base64"])
+def test_text_and_html_of_smtp_mail_have_newline_line_ends(smtp_sink: SMTPSink, cte: str) -> None:
+    """Bodies that crossed SMTP (CRLF line ends) read back with \\n, as they were written."""
+    text = "Hello,\n\nOpen https://app.example.test/reset/t0k\nwithin 10 minutes.\n"
+    html = '<p>Hello,</p>\n<p><a href="https://app.example.test/reset/t0k">Reset</a></p>\n'
+    message = EmailMessage()
+    message["From"] = "App <noreply@example.test>"
+    message["To"] = "ada@example.test"
+    message["Subject"] = "Reset your password"
+    message.set_content(text, cte=cte)
+    message.add_alternative(html, subtype="html", cte=cte)
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port) as client:
+        client.send_message(message)
+
+    (captured,) = smtp_sink.wait_for(1, timeout=5)
+
+    assert b"\r\n" in captured.raw
+    assert text == captured.text
+    assert html == captured.html
+
+
 def test_smtp_sink_is_empty_for_each_test(smtp_sink: SMTPSink) -> None:
     """The session-wide server is emptied before every test."""
     assert [] == smtp_sink.messages

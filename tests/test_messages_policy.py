@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import email
+import email.headerregistry
 import email.policy
 import pickle
 import re
-from datetime import datetime, timezone
+import smtplib
+from datetime import datetime, timedelta, timezone
 from email.headerregistry import Address
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -31,6 +34,7 @@ NAMES = [
     "back\\slash",
     "Zoë Ünïcode",
     "张三",
+    "=?utf-8?q?Bob?=",
     "A" * 90,
     "Reader 12345678901234567890123456789012345678901234567890",
 ]
@@ -74,24 +78,30 @@ def test_built_messages_are_byte_identical_to_the_default_policy(
 @settings(max_examples=300, deadline=None)
 @given(
     names=st.lists(
-        st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=40),
+        st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=40)
+        | st.sampled_from(["=?utf-8?q?x?=", "a =?utf-8?b?w6k=?= b", 'Smith, "Bob"', "A" * 80]),
         min_size=1,
         max_size=4,
     ),
     linesep=st.sampled_from(["\n", "\r\n"]),
 )
 def test_address_headers_fold_like_the_default_policy(names: list[str], linesep: str) -> None:
-    """Lazily parsed address headers fold exactly as policy.default folds the same value."""
+    """Lazily parsed address headers fold exactly as policy.default folds the same addresses."""
     addresses = CheckedAddresses(
         Address(name.strip(), f"user{number}", "example.com") for number, name in enumerate(names)
     )
     ours = caching_policy().header_factory("To", addresses)
-    theirs = email.policy.default.header_factory("To", ", ".join(map(str, addresses)))
+    theirs = email.policy.default.header_factory("To", list(addresses))
     policy = email.policy.default.clone(linesep=linesep)
 
     assert theirs.fold(policy=policy) == ours.fold(policy=policy)
     assert str(theirs) == str(ours)
-    assert [a.addr_spec for a in theirs.addresses] == [a.addr_spec for a in ours.addresses]
+    assert theirs.addresses == ours.addresses
+    assert theirs.groups == ours.groups
+    if "=?" not in str(ours):  # else parsing the text decodes what looks like encoded words
+        parsed = email.policy.default.header_factory("To", str(ours))
+        assert parsed.fold(policy=policy) == ours.fold(policy=policy)
+        assert [a.addr_spec for a in parsed.addresses] == [a.addr_spec for a in ours.addresses]
 
 
 def test_built_messages_survive_pickle_and_deepcopy() -> None:
@@ -102,3 +112,230 @@ def test_built_messages_survive_pickle_and_deepcopy() -> None:
 
     assert raw == pickle.loads(pickle.dumps(message)).as_bytes()
     assert raw == copy.deepcopy(message).as_bytes()
+
+
+# -- every header, not only addresses ----------------------------------------------------------
+
+HEADER_NAMES = [
+    "Subject",
+    "X-Campaign",
+    "Date",
+    "Message-ID",
+    "To",
+    "Sender",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Disposition",
+    "Content-Transfer-Encoding",
+]
+FOLDING = [
+    email.policy.default,
+    email.policy.default.clone(linesep="\r\n"),
+    email.policy.default.clone(max_line_length=40),
+    email.policy.default.clone(max_line_length=None),
+    email.policy.default.clone(linesep="\r\n", utf8=True),
+]
+# Header text with what makes folding interesting: specials, quotes, encoded words, long runs.
+_PIECES = st.sampled_from(
+    [
+        " ",
+        "  ",
+        "\t",
+        ",",
+        ";",
+        "<",
+        ">",
+        '"',
+        "(",
+        ")",
+        "@",
+        "=?",
+        "?=",
+        "=?utf-8?q?caf=C3=A9?=",
+        "=?utf-8?b?w6k=?=",
+        "text/plain",
+        "charset=utf-8",
+        'filename="a b.pdf"',
+        "bob@example.com",
+        "Bob <bob@example.com>",
+        "1.0",
+        "base64",
+        "<id.1@acme.example>",
+        "Wed, 04 Mar 2026 05:06:07 +0000",
+        "x" * 50,
+        "é",
+        "张三",
+    ]
+)
+HEADER_VALUES = st.one_of(
+    st.lists(
+        _PIECES | st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=8)
+    ).map("".join),
+    st.text(max_size=120).filter(lambda text: "\r" not in text and "\n" not in text),
+)
+
+
+def _attributes(header: Any) -> dict[str, Any]:
+    """What a header tells its reader, beyond its text."""
+    seen: dict[str, Any] = {"str": str(header), "defects": [type(d) for d in header.defects]}
+    for name in ("addresses", "groups", "datetime", "params", "content_type", "cte", "version"):
+        if hasattr(header, name):
+            value = getattr(header, name)
+            seen[name] = dict(value) if name == "params" else value
+    seen["tree"] = str(header._parse_tree)
+    return seen
+
+
+def _folds(header: Any) -> list[str | type[BaseException]]:
+    folds: list[str | type[BaseException]] = []
+    for policy in FOLDING:
+        try:
+            folds.append(header.fold(policy=policy))
+        except Exception as error:
+            folds.append(type(error))
+    return folds
+
+
+@settings(max_examples=600, deadline=None)
+@given(name=st.sampled_from(HEADER_NAMES), value=HEADER_VALUES)
+def test_every_header_reads_and_folds_like_the_default_policy(name: str, value: str) -> None:
+    """Any header value: the light header has policy.default's text, attributes and folds."""
+    try:
+        theirs = email.policy.default.header_factory(name, value)
+    except Exception as error:
+        with pytest.raises(type(error)):
+            caching_policy().header_factory(name, value)
+        return
+    registry = caching_policy().header_factory
+    for ours in (registry(name, value), registry(name, value)):  # made, then from the cache
+        assert _attributes(theirs) == _attributes(ours)
+        assert _folds(theirs) == _folds(ours)
+        assert _folds(theirs) == _folds(pickle.loads(pickle.dumps(ours)))
+        assert _folds(theirs) == _folds(copy.deepcopy(ours))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-7, minutes=-30))]),
+    )
+)
+def test_date_headers_made_from_datetimes_fold_like_the_default_policy(moment: datetime) -> None:
+    """A Date header made from a datetime keeps its datetime and folds as policy.default's."""
+    theirs = email.policy.default.header_factory("Date", moment)
+    ours = caching_policy().header_factory("Date", moment)
+
+    assert _attributes(theirs) == _attributes(ours)
+    assert _folds(theirs) == _folds(ours)
+
+
+def test_headers_of_unknown_classes_keep_their_parse_tree() -> None:
+    """A header class someone registered is left as the stdlib made it (its tree is kept)."""
+
+    class Shouting(email.headerregistry.UnstructuredHeader):
+        @classmethod
+        def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+            super().parse(value.upper(), kwds)
+
+    policy = caching_policy()
+    policy.header_factory.map_to_type("X-Shout", Shouting)  # type: ignore[attr-defined]
+    header = policy.header_factory("X-Shout", "hello there")
+
+    assert "X-Shout: HELLO THERE\n" == header.fold(policy=email.policy.default)
+    assert "HELLO THERE" == str(header._parse_tree)
+
+
+# -- built messages behave like any other EmailMessage ----------------------------------------
+
+
+def _builders() -> tuple[MessageBuilder, MessageBuilder]:
+    builder = MessageBuilder(sender="Acme <a@acme.example>", clock=lambda: NOW)
+    return builder, _with_default_policy(builder)
+
+
+BUILD = {"to": ["Bob <bob@example.com>", "carol@example.org"], "context": RESET}
+MUTATIONS: dict[str, Any] = {
+    "replace To": lambda m: m.replace_header("To", "Dave <dave@example.net>"),
+    "delete and set Subject": lambda m: (m.__delitem__("Subject"), m.__setitem__("Subject", "Hi")),
+    "add a header": lambda m: m.add_header("X-Tag", "reset", kind="a b"),
+    "long Subject": lambda m: m.replace_header("Subject", "word " * 40 + "Zoë"),
+    "new boundary": lambda m: m.set_boundary("=_another"),
+    "charset param": lambda m: m.get_body(("plain",)).set_param("format", "flowed"),
+    "new body": lambda m: m.get_body(("plain",)).set_content("changed\n"),
+    "attachment": lambda m: m.add_attachment(b"%PDF", "application", "pdf", filename="a.pdf"),
+}
+
+
+@pytest.mark.parametrize("mutate", MUTATIONS.values(), ids=list(MUTATIONS))
+def test_a_built_message_changed_afterwards_serialises_like_the_default_policy(
+    mutate: Any,
+) -> None:
+    """Headers set, replaced or deleted after build are written as policy.default writes them."""
+    builder, reference = _builders()
+    ours = builder.build("reset_password", **BUILD)
+    ours.as_bytes()  # folds remembered before the change must not leak into the output
+    theirs = reference.build("reset_password", **BUILD)
+
+    mutate(ours)
+    mutate(theirs)
+
+    assert _normalised(theirs.as_bytes()) == _normalised(ours.as_bytes())
+    assert _normalised(theirs.as_string().encode()) == _normalised(ours.as_string().encode())
+
+
+def test_a_built_message_reads_like_any_email_message() -> None:
+    """Headers, addresses, body parts, copies and pickles read as with policy.default."""
+    builder, _ = _builders()
+    message = builder.build("reset_password", bcc="eve@example.com", **BUILD)
+
+    assert isinstance(message, EmailMessage)
+    assert ("bob@example.com", "carol@example.org") == tuple(
+        address.addr_spec for address in message["To"].addresses
+    )
+    assert ("Bob", "") == tuple(group.addresses[0].display_name for group in message["To"].groups)
+    assert NOW == message["Date"].datetime
+    assert "multipart/alternative" == message.get_content_type()
+    assert RESET["url"] in message.get_body(("plain",)).get_content()
+    assert RESET["url"] in message.get_body(("html",)).get_content()
+    assert [] == list(message.iter_attachments())
+    assert {"charset": "utf-8"} == dict(message.get_body(("plain",))["Content-Type"].params)
+    for other in (copy.copy(message), copy.deepcopy(message), pickle.loads(pickle.dumps(message))):
+        assert message.as_bytes() == other.as_bytes()
+        assert ["eve@example.com"] == [a.addr_spec for a in other["Bcc"].addresses]
+
+
+def test_a_built_message_goes_through_smtplib_send_message(smtp_sink: Any) -> None:
+    """smtplib.send_message reads the envelope from the light headers and strips Bcc."""
+    builder, _ = _builders()
+    message = builder.build("reset_password", bcc="eve@example.com", **BUILD)
+
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port) as client:
+        client.send_message(message)
+    (received,) = smtp_sink.wait_for(1)
+
+    assert ("bob@example.com", "carol@example.org", "eve@example.com") == received.envelope_to
+    assert b"eve@" not in received.raw
+    assert RESET["url"] in received.text
+
+
+def test_message_ids_and_dates_do_not_fill_the_header_cache() -> None:
+    """Headers that are new in every message are not kept by the policy once a message is gone."""
+    builder, _ = _builders()
+    for number in range(50):
+        builder.build("reset_password", to=f"r{number}@example.com", context=RESET).as_bytes()
+
+    cached = {name.lower() for name, _ in builder._policy.header_factory._headers}  # type: ignore[attr-defined]
+    assert set() == cached & {"message-id", "date", "to"}
+
+
+@pytest.mark.parametrize("domain", ["acme.example", "localhost", "x-y.example", "1.2.3.4", "a..b"])
+def test_builder_message_ids_read_and_fold_like_the_default_policy(domain: str) -> None:
+    """The builder's unparsed Message-IDs match policy.default's, defects included."""
+    builder = MessageBuilder(sender="a@acme.example", domain=domain, clock=lambda: NOW)
+    ours = builder.build("reset_password", to="bob@example.com", context=RESET)["Message-ID"]
+    theirs = email.policy.default.header_factory("Message-ID", str(ours))
+
+    assert _attributes(theirs) == _attributes(ours)
+    assert _folds(theirs) == _folds(ours)

@@ -1,47 +1,71 @@
-"""``email.policy.default`` with a memory: the same header is parsed and folded only once.
+"""``email.policy.default`` made light and with a memory, for the builder's messages.
 
-Profiling ``MessageBuilder.build`` + ``as_bytes()`` shows the email package's header machinery
-dominating: every header value is parsed into a parse tree when it is set and re-folded from
-that tree when the message is serialised, and ``HeaderRegistry`` even builds a new class for
-every header it makes. Most headers of a builder's messages repeat (From, Reply-To, the
-subject of a template, MIME-Version, Content-Type and Content-Transfer-Encoding of every part),
-so this policy keeps the header objects it made, by name and value, and each header object
-keeps the lines it folded to, per folding setting.
+Two costs of the email package's header objects matter here.
 
-That is safe because header objects are immutable: the email package replaces a header
-(``set_param``, ``replace_header``) rather than changing one.
+* **Time.** Every header value is parsed into a parse tree when it is set and re-folded from
+  that tree when the message is serialised, and ``HeaderRegistry`` even builds a new class for
+  every header it makes. Most headers of a builder's messages repeat (From, Reply-To, the
+  subject of a template, MIME-Version, Content-Type and Content-Transfer-Encoding of every
+  part), so this policy keeps the header objects it made from strings, by name and value, and
+  each of those keeps the lines it folded to, per folding setting.
+* **Memory.** A parse tree is dozens of small objects: ~7 KB for a Date header whose value is
+  31 characters. A :class:`~mailreset.mailers.ThreadedMailer` queues message objects, so a
+  queued message would cost several times its size on the wire. Headers made here drop their
+  parse tree once it has given them their attributes (``addresses``, ``params``, ``datetime``,
+  ...) and parse their value again only when folding needs a tree; a header that fits on one
+  line as plain ASCII (nearly all) is written as it is, without any tree.
+
+Both are safe because header objects are immutable (the email package replaces a header
+rather than changing one) and because a tree is only dropped when it can be made again: for
+the stdlib's own header classes, from the value they were given, and never for a header with
+defects (an invalid Date keeps its empty tree, as the stdlib made it). To the rest of the
+email package, ``_parse_tree`` still reads as before (a property that rebuilds it).
 
 Address headers given as :class:`CheckedAddresses` (addresses ``_headers`` already validated)
-skip the parser when they are made; the parse tree is built only if folding needs it. A
-short ASCII header of plain names (letters and digits between single spaces) folds to itself,
-so it is written as is. The output is byte for byte what ``email.policy.default`` produces
-(tested against it, hypothesis included).
+skip the parser altogether when they are made. The output is byte for byte what
+``email.policy.default`` produces (tested against it, hypothesis included).
 """
 
 from __future__ import annotations
 
-import re
-from email.headerregistry import Address, BaseHeader, Group, HeaderRegistry, UniqueAddressHeader
+import sys
+from datetime import datetime
+from email.headerregistry import (
+    Address,
+    AddressHeader,
+    BaseHeader,
+    ContentDispositionHeader,
+    ContentTransferEncodingHeader,
+    ContentTypeHeader,
+    DateHeader,
+    Group,
+    HeaderRegistry,
+    MessageIDHeader,
+    MIMEVersionHeader,
+    SingleAddressHeader,
+    UniqueAddressHeader,
+    UniqueDateHeader,
+    UniqueSingleAddressHeader,
+    UniqueUnstructuredHeader,
+    UnstructuredHeader,
+)
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.policy import default as default_policy
+from email.utils import format_datetime
 from typing import Any
 
-__all__ = ["CheckedAddresses", "caching_policy"]
+__all__ = ["CheckedAddresses", "CheckedMessageID", "caching_policy"]
 
 _CACHE_SIZE = 2048
-_PLAIN_NAME = re.compile(r"(?:[A-Za-z0-9]+(?: [A-Za-z0-9]+)*)?\Z")
+#: Headers whose values are (nearly) always new: caching them would only evict useful ones.
+_UNCACHED = frozenset({"message-id", "date", "resent-message-id", "resent-date"})
 
 
 class CheckedAddresses(tuple[Address, ...]):
     """Addresses that passed ``_headers.parse_address``: safe to skip the email parser."""
 
     __slots__ = ()
-
-    @property
-    def plain(self) -> bool:
-        """True when every display name is plain ASCII words (folds to itself when short)."""
-        return all(_PLAIN_NAME.match(address.display_name) for address in self)
 
 
 class LazyAddressHeader(UniqueAddressHeader):
@@ -52,37 +76,151 @@ class LazyAddressHeader(UniqueAddressHeader):
         if not isinstance(value, CheckedAddresses):
             super().parse(value, kwds)
             return
-        kwds["groups"] = [Group(None, [address]) for address in value]
+        kwds["groups"] = ()  # made from the addresses when asked for (see groups)
+        kwds["addresses"] = tuple(value)
         kwds["defects"] = []
         kwds["decoded"] = ", ".join(map(str, value))
         kwds["parse_tree"] = None
-        kwds["_mailreset_plain"] = value.plain
 
     def init(self, *args: Any, **kw: Any) -> None:
-        self._mailreset_plain = kw.pop("_mailreset_plain", False)
+        addresses = kw.pop("addresses", None)
         super().init(*args, **kw)
+        if addresses is not None:
+            self._addresses = addresses
+            del self.__dict__["_groups"]
+
+    @property
+    def groups(self) -> tuple[Group, ...]:
+        """One group without a name per address (as the stdlib makes them), or the parsed ones."""
+        groups: tuple[Group, ...] | None = self.__dict__.get("_groups")
+        if groups is None:
+            groups = tuple(Group(None, [address]) for address in self.addresses)
+        return groups
 
 
-class MemoFoldHeader(BaseHeader):
-    """The last base of every header class the caching registry makes: ``fold`` remembers."""
+class CheckedMessageID(str):
+    """A Message-ID made by ``email.utils.make_msgid`` from a checked domain: no parse needed."""
+
+    __slots__ = ()
+
+
+class LazyMessageIDHeader(MessageIDHeader):
+    """A Message-ID header that skips the parser for a :class:`CheckedMessageID`."""
+
+    @classmethod
+    def parse(cls, value: Any, kwds: dict[str, Any]) -> None:
+        if not isinstance(value, CheckedMessageID):
+            super().parse(value, kwds)
+            return
+        kwds["decoded"] = str(value)
+        kwds["parse_tree"] = None
+
+
+class LazyDateHeader(UniqueDateHeader):
+    """A Date header that, made from a datetime, skips parsing the text it formats it to."""
+
+    @classmethod
+    def parse(cls, value: Any, kwds: dict[str, Any]) -> None:
+        if not isinstance(value, datetime):
+            super().parse(value, kwds)
+            return
+        kwds["datetime"] = value
+        kwds["decoded"] = format_datetime(value)
+        kwds["parse_tree"] = None
+
+
+#: The stdlib's header classes (and ours): their tree is ``value_parser`` of the value given
+#: (of ``str(header)`` for a Date, or for a value that is not a string).
+_REPARSABLE = frozenset(
+    {
+        UnstructuredHeader,
+        UniqueUnstructuredHeader,
+        DateHeader,
+        UniqueDateHeader,
+        AddressHeader,
+        UniqueAddressHeader,
+        SingleAddressHeader,
+        UniqueSingleAddressHeader,
+        LazyAddressHeader,
+        LazyDateHeader,
+        LazyMessageIDHeader,
+        MIMEVersionHeader,
+        ContentTypeHeader,
+        ContentDispositionHeader,
+        ContentTransferEncodingHeader,
+        MessageIDHeader,
+    }
+)
+_DROPPED = frozenset({"_parse_tree", "_defects"})
+
+
+class LightHeader(BaseHeader):
+    """The last base of every header class the caching registry makes.
+
+    Its instances keep their value and attributes but not their parse tree, and fold
+    without one when the header fits on a line as plain ASCII.
+    """
+
+    #: Read when an instance has none of its own: most headers have no defects.
+    _defects: Any = ()
+
+    def __new__(cls, name: str, value: Any) -> LightHeader:
+        self: LightHeader = super().__new__(cls, name, value)
+        state = self.__dict__
+        made_by = cls.__bases__[0]  # the registered class (the registry adds us as last base)
+        if made_by not in _REPARSABLE:
+            return self  # someone's own header class: its tree may not be made again
+        if state["_defects"]:
+            state["_mailreset_keep"] = True  # exactly as the stdlib made it, defects and all
+            return self
+        if isinstance(value, str) and not issubclass(made_by, DateHeader):
+            source: str | None = str(value)
+        elif "\ufffd" in self:
+            # Undecodable bytes were replaced in the value: the tree was made from the
+            # original, which is gone. Keep it.
+            state["_mailreset_keep"] = True
+            return self
+        else:
+            source = None
+        # A fresh dict, sized for what is left: no tree, no empty defects list.
+        compact = {key: item for key, item in state.items() if key not in _DROPPED}
+        if source is not None and source != self:
+            compact["_mailreset_source"] = source
+        self.__dict__ = compact
+        return self
+
+    @property
+    def _parse_tree(self) -> Any:
+        """The parse tree: kept, or made again from the value (and not kept)."""
+        tree = self.__dict__.get("_parse_tree")
+        if tree is None:
+            source = self.__dict__.get("_mailreset_source")
+            tree = self.value_parser(str(self) if source is None else source)  # type: ignore[attr-defined]
+        return tree
+
+    @_parse_tree.setter
+    def _parse_tree(self, tree: Any) -> None:
+        self.__dict__["_parse_tree"] = tree
 
     def fold(self, *, policy: Any) -> str:
-        key = (policy.linesep, policy.max_line_length, policy.utf8, policy.refold_source)
         folds: dict[tuple[Any, ...], str] | None = self.__dict__.get("_mailreset_folds")
-        if folds is None:
-            folds = self.__dict__["_mailreset_folds"] = {}
+        if folds is None:  # a header of one message only: nothing to remember
+            return self._fold_once(policy)
+        key = (policy.linesep, policy.max_line_length, policy.utf8)
         folded = folds.get(key)
         if folded is None:
             folded = folds[key] = self._fold_once(policy)
         return folded
 
     def _fold_once(self, policy: Any) -> str:
-        if self.__dict__.get("_parse_tree", True) is None:  # a LazyAddressHeader
+        state = self.__dict__
+        if "_mailreset_source" not in state and "_mailreset_keep" not in state and self:
+            # The tree's text is the value itself; policy.default writes a tree that fits on
+            # one line, is ASCII and holds no encoded word unchanged, after "Name: ".
             line = f"{self.name}: {self}"
-            limit = policy.max_line_length or len(line)
-            if self.__dict__.get("_mailreset_plain") and line.isascii() and len(line) <= limit:
+            limit = policy.max_line_length or sys.maxsize
+            if len(line) <= limit and line.isascii() and line.isprintable() and "=?" not in line:
                 return line + str(policy.linesep)
-            self._parse_tree = self.value_parser(str(self))  # type: ignore[attr-defined]
         return super().fold(policy=policy)
 
 
@@ -90,11 +228,13 @@ class CachingHeaderRegistry(HeaderRegistry):
     """A ``HeaderRegistry`` that reuses header classes and, for string values, headers."""
 
     def __init__(self) -> None:
-        super().__init__(base_class=MemoFoldHeader)
+        super().__init__(base_class=LightHeader)
         self._classes: dict[str, type[BaseHeader]] = {}
         self._headers: dict[tuple[str, str], BaseHeader] = {}
         for name in ("from", "to", "cc", "bcc", "reply-to"):
             self.map_to_type(name, LazyAddressHeader)
+        self.map_to_type("date", LazyDateHeader)
+        self.map_to_type("message-id", LazyMessageIDHeader)
 
     def __reduce__(self) -> tuple[type[CachingHeaderRegistry], tuple[()]]:
         # Pickling or deep-copying a message copies its policy: carry a fresh, empty registry
@@ -115,14 +255,16 @@ class CachingHeaderRegistry(HeaderRegistry):
         return cls
 
     def __call__(self, name: str, value: Any) -> BaseHeader:
-        if type(value) is not str:
+        if type(value) is not str or name.lower() in _UNCACHED:
             return self[name](name, value)
         key = (name, value)
         header = self._headers.get(key)
         if header is None:
             if len(self._headers) >= _CACHE_SIZE:
-                self._headers.clear()  # bounded: distinct To headers must not pile up
-            header = self._headers[key] = self[name](name, value)
+                self._headers.clear()  # bounded: distinct values must not pile up
+            header = self[name](name, value)
+            header.__dict__["_mailreset_folds"] = {}  # shared by many messages: remember folds
+            self._headers[key] = header
         return header
 
 

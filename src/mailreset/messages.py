@@ -49,7 +49,7 @@ from mailreset._headers import (
     parse_addresses,
 )
 from mailreset._html2text import html_to_text
-from mailreset._policy import CheckedAddresses, caching_policy
+from mailreset._policy import CheckedAddresses, CheckedMessageID, caching_policy
 from mailreset.errors import ConfigurationError, InvalidMessage, TemplateError
 
 __all__ = ["Attachment", "MessageBuilder", "envelope", "wire_bytes"]
@@ -277,6 +277,8 @@ class MessageBuilder:
         if not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
             raise ConfigurationError(f"domain must be a host name, not {domain!r}")
         self._domain = domain
+        # A dot-atom domain makes Message-IDs the email parser accepts as they are.
+        self._message_id: type[str] = CheckedMessageID if all(domain.split(".")) else str
         self._clock: Clock = clock or utc_now
         self._policy = caching_policy()
         self._from = str(self._sender)
@@ -386,7 +388,7 @@ class MessageBuilder:
         if now.tzinfo is None or now.utcoffset() is None:
             raise ConfigurationError("the clock must return an aware datetime, not a naive one")
         message["Date"] = now
-        message["Message-ID"] = make_msgid(domain=self._domain)
+        message["Message-ID"] = self._message_id(make_msgid(domain=self._domain))
         for name, value in extra.items():
             message[name] = value
         _set_body(message, text, html, files, self._boundary)

@@ -115,12 +115,12 @@ class CapturedMessage:
 
     @cached_property
     def text(self) -> str:
-        """The text/plain body, or ``""`` when there is none."""
+        """The text/plain body with ``\\n`` line ends (not SMTP's CRLF), or ``""``."""
         return _body(self.message, "plain")
 
     @cached_property
     def html(self) -> str:
-        """The text/html body, or ``""`` when there is none."""
+        """The text/html body with ``\\n`` line ends (not SMTP's CRLF), or ``""``."""
         return _body(self.message, "html")
 
     @cached_property
@@ -168,7 +168,10 @@ def _body(message: EmailMessage, subtype: str) -> str:
     if part is None or part.get_content_subtype() != subtype:
         return ""
     content: Any = part.get_content()
-    return content if isinstance(content, str) else ""
+    if not isinstance(content, str):
+        return ""
+    # Mail on the wire has CRLF line ends; tests compare with Python strings, which have \n.
+    return content.replace("\r\n", "\n").replace("\r", "\n")
 
 
 class _HrefCollector(HTMLParser):
