@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import email.policy
+import email.utils
 from collections.abc import Callable
 from email.message import EmailMessage, Message
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailreset._envelope import prepare, unused_boundary
+from mailreset._envelope import addresses, prepare, unused_boundary
 from mailreset.errors import InvalidMessage
 from tests.mail_factory import make_message
 
@@ -92,3 +93,42 @@ def test_compat32_messages_take_the_stdlib_path() -> None:
     assert message.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n")) == (
         prepare(message).data
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    date=st.sampled_from(["Mon, 20 Nov 1995 19:12:08 -0500", "not a date", "1 Jan 2024"]),
+    body=st.lists(st.sampled_from(["line", "\n", "\r\n", "\r", " x", ".", "é"]), max_size=40),
+    html=st.booleans(),
+)
+def test_dates_and_line_ends_come_out_as_in_the_stdlib(date: str, body: list[str], html: bool):
+    """Dates (parsed or not) and payloads with mixed line ends serialise as ``as_bytes`` does."""
+    message = make_message(1)
+    message["Date"] = date
+    message.set_content("".join(body) or "x")
+    if html:
+        message.add_alternative(f"<p>{''.join(body)}</p>", subtype="html")
+
+    assert _stdlib_bytes(message) == prepare(message).data
+
+
+@given(
+    names=st.lists(
+        st.sampled_from(['"Ann Lee" <ann@example.com>', "bob@example.com", "Bo <b.o@x.org>"]),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_recipients_from_parsed_headers_match_a_fresh_parse(names: list[str]) -> None:
+    """Recipients read from policy.default's parsed headers equal ``getaddresses`` on the text."""
+    message = make_message(1)
+    del message["To"]
+    message["To"] = ", ".join(names)
+    message["Cc"] = names[0]
+
+    expected = [
+        address
+        for _, address in email.utils.getaddresses([str(message["To"]), str(message["Cc"])])
+    ]
+
+    assert expected == addresses(message, "To", "Cc")

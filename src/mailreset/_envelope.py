@@ -12,6 +12,7 @@ import email.utils
 import functools
 import io
 import random
+import re
 import sys
 from email import headerregistry
 from email import policy as email_policy
@@ -23,6 +24,8 @@ import attrs
 
 from mailreset._convert import to_tuple
 from mailreset.errors import InvalidMessage
+
+_PARSED_ADDRESSES = headerregistry.AddressHeader
 
 #: Headers that never reach the wire: they only add envelope recipients.
 _HIDDEN = ("Bcc", "Resent-Bcc")
@@ -49,9 +52,17 @@ class Outgoing:
 
 def addresses(message: Message, *names: str) -> list[str]:
     """The addr-specs in the ``names`` headers of ``message``; CR/LF raises InvalidMessage."""
-    values: list[str] = []
+    headers: list[Any] = []
     for name in names:
-        values.extend(str(value) for value in message.get_all(name, ()))
+        headers.extend(message.get_all(name, ()))
+    if all(
+        isinstance(value, _PARSED_ADDRESSES) and not getattr(value, "defects", True)
+        for value in headers
+    ):
+        # policy.default parsed these when they were set, without a defect: their addresses
+        # are what getaddresses() would find in their text again (and they hold no CR/LF).
+        return [address.addr_spec for value in headers for address in value.addresses if address]
+    values = [str(value) for value in headers]
     if any("\r" in value or "\n" in value for value in values):
         raise InvalidMessage(f"a CR or LF in the {'/'.join(names)} header")
     return [address for _, address in email.utils.getaddresses(values) if address]
@@ -159,13 +170,26 @@ class _WireGenerator(BytesGenerator):
         limit = policy.max_line_length or sys.maxsize
         write = self._fp.write  # type: ignore[attr-defined]
         for name, value in msg.raw_items():
-            if fast and isinstance(value, _SELF_FOLDING):
+            if fast and (
+                isinstance(value, _SELF_FOLDING)
+                # A date that did not parse keeps its text but has an empty parse tree.
+                or (
+                    isinstance(value, headerregistry.DateHeader)
+                    and not getattr(value, "defects", 1)
+                )
+            ):
                 line = f"{getattr(value, 'name', name)}: {value}"
                 if value and len(line) <= limit and line.isascii():
                     write(f"{line}{linesep}".encode("ascii"))
                     continue
             write(policy.fold_binary(name, value))
         self.write(self._NL)  # type: ignore[attr-defined]
+
+    def _write_lines(self, lines: str) -> None:
+        # The stdlib splits on every line end and writes line and separator one by one;
+        # substituting the separator in one pass writes the same characters.
+        if lines:
+            self.write(_LINE_END.sub(self._NL, lines))  # type: ignore[attr-defined]
 
     @classmethod
     def _make_boundary(cls, text: Any = None) -> str:
@@ -182,6 +206,9 @@ def unused_boundary(boundary: str, text: str | bytes) -> str:
         counter += 1
     return candidate
 
+
+#: ``email.generator.NLCRE``: what the stdlib treats as a line end in a payload.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 #: The stdlib's boundary digits (``email.generator._fmt``), so boundaries look the same.
 _BOUNDARY_DIGITS = f"%0{len(repr(sys.maxsize - 1))}d"
