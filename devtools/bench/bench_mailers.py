@@ -1,9 +1,18 @@
 """Mailers against their anchors: throughput and the caller's time in ``send``.
 
-The server is the capture sink (``SMTPSink``, aiosmtpd) in a separate process, so its CPU does
-not compete with the client for one GIL. Anchors, measured in the same run, interleaved:
-raw smtplib ``send_message`` on one persistent connection, and the tutorial pattern (a new
-thread and a new Flask-Mail connection per message, inside a Flask app context).
+The server runs in a separate process, so its CPU does not compete with the client for one
+GIL: Postfix's ``smtp-sink`` when it is installed (the server DESIGN.md's reference figures
+come from; on Debian/Ubuntu ``apt-get install postfix``, then stop and disable the postfix
+daemon: only the ``/usr/sbin/smtp-sink`` binary is used), else the capture sink (aiosmtpd).
+The report names the server used.
+
+Anchors, measured in the same run, interleaved: raw smtplib ``send_message`` on one
+persistent connection; raw smtplib ``sendmail`` with pre-serialised bytes (the Python client's
+limit: no serialisation at all); and the tutorial pattern (a new thread and a new Flask-Mail
+connection per message, inside a Flask app context).
+
+smtp-sink offers PIPELINING, which our transport uses (2 round trips a message) while smtplib
+does not (4): the ``pipelining=False`` line compares like for like.
 """
 
 from __future__ import annotations
@@ -11,61 +20,15 @@ from __future__ import annotations
 import contextlib
 import queue
 import smtplib
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
 from devtools.bench.harness import Comparison, Options, interleaved_medians, percentile
-from mailreset import SMTPSettings, ThreadedMailer
-
-SINK = """
-import sys
-from mailreset.testing import SMTPSink
-sink = SMTPSink().start()
-print(sink.port, flush=True)
-for line in sys.stdin:
-    if line.strip() == "count":
-        print(len(sink.store), flush=True)
-sink.stop()
-"""
-
-
-class RemoteSink:
-    """The capture sink in a child process; ``count()`` asks how many messages it holds."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", SINK],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.port = int(self.process.stdout.readline())
-        self.settings = SMTPSettings(host="127.0.0.1", port=self.port, local_hostname="bench")
-
-    def count(self) -> int:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write("count\n")
-        self.process.stdin.flush()
-        return int(self.process.stdout.readline())
-
-    def wait_for(self, count: int, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        seen = self.count()
-        while seen < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-            seen = self.count()
-        return seen
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(10)
+from devtools.bench.servers import BenchServer, fast_server
+from mailreset import SMTPSettings, SMTPTransport, ThreadedMailer
+from mailreset.messages import envelope, wire_bytes
 
 
 def _messages(count: int) -> list[EmailMessage]:
@@ -129,21 +92,28 @@ def run(options: Options) -> list[Comparison]:
     """Throughput (1 and 2 workers) and caller-path latency against the anchors."""
     count = 300 if options.quick else 2000
     messages = _messages(count)
-    sink = RemoteSink()
+    # The pre-serialised anchor gets its bytes and envelopes before the clock starts.
+    serialised = [(*envelope(message), wire_bytes(message)) for message in messages]
+    sink = fast_server()
     errors = _quiet_thread_errors()
     lost_total = [0]
     try:
 
-        def ours(workers: int) -> Callable[[], float]:
+        def ours(workers: int, *, pipelining: bool = True) -> Callable[[], float]:
+            settings = sink.settings
+
             def measure() -> float:
                 before = sink.count()
                 start = time.perf_counter()
-                mailer = ThreadedMailer(sink.settings, workers=workers)
+                mailer = ThreadedMailer(
+                    lambda: SMTPTransport(settings, pipelining=pipelining), workers=workers
+                )
                 for message in messages:
                     mailer.send(message)
                 mailer.close()
                 elapsed = time.perf_counter() - start
-                assert sink.count() - before >= count, "ThreadedMailer lost messages"
+                arrived = sink.wait_for(before + count, timeout=10) - before
+                assert arrived >= count, f"ThreadedMailer lost {count - arrived} messages"
                 return count / elapsed
 
             return measure
@@ -153,6 +123,13 @@ def run(options: Options) -> list[Comparison]:
             with smtplib.SMTP(sink.settings.host, sink.settings.port, "bench") as connection:
                 for message in messages:
                     connection.send_message(message)
+            return count / (time.perf_counter() - start)
+
+        def raw_sendmail() -> float:
+            start = time.perf_counter()
+            with smtplib.SMTP(sink.settings.host, sink.settings.port, "bench") as connection:
+                for sender, recipients, data in serialised:
+                    connection.sendmail(sender, list(recipients), data)
             return count / (time.perf_counter() - start)
 
         def tutorial() -> float:
@@ -169,15 +146,16 @@ def run(options: Options) -> list[Comparison]:
             lost_total[0] += count - (sink.wait_for(before + count, timeout=5) - before)
             return count / elapsed
 
-        rates = interleaved_medians(
-            {
-                "ours1": ours(1),
-                "ours2": ours(2),
-                "raw": raw_smtplib,
-                "tutorial": tutorial,
-            },
-            options.rounds,
-        )
+        candidates = {
+            "ours1": ours(1),
+            "raw": raw_smtplib,
+            "sendmail": raw_sendmail,
+            "tutorial": tutorial,
+            "ours2": ours(2),
+        }
+        if sink.pipelining:
+            candidates["ours1_plain"] = ours(1, pipelining=False)
+        rates = interleaved_medians(candidates, options.rounds)
         latencies = _caller_path(sink, messages)
     finally:
         threading.excepthook = threading.__excepthook__
@@ -187,7 +165,16 @@ def run(options: Options) -> list[Comparison]:
         f"tutorial lost {lost_total[0]} of {count * options.rounds} messages "
         f"({errors()} exceptions in its threads, only printed by default)"
     )
-    return [
+    return [*_throughput(rates, sink, tutorial_note), *latencies]
+
+
+def _throughput(
+    rates: dict[str, float], sink: BenchServer, tutorial_note: str
+) -> list[Comparison]:
+    server_note = f"server: {sink.name}" + (
+        " (offers PIPELINING: ours uses it, smtplib does not)" if sink.pipelining else ""
+    )
+    results = [
         Comparison(
             "ThreadedMailer 1 worker vs raw smtplib",
             rates["ours1"],
@@ -195,6 +182,29 @@ def run(options: Options) -> list[Comparison]:
             "smtplib send_message, one connection",
             "msg/s",
             target=0.9,
+            notes=[server_note],
+        ),
+    ]
+    if "ours1_plain" in rates:
+        results.append(
+            Comparison(
+                "ThreadedMailer 1 worker pipelining=False",
+                rates["ours1_plain"],
+                rates["raw"],
+                "smtplib send_message, one connection",
+                "msg/s",
+                target=0.9,
+                notes=["like for like: neither side pipelines"],
+            )
+        )
+    results += [
+        Comparison(
+            "ThreadedMailer 1 worker vs pre-serialised",
+            rates["ours1"],
+            rates["sendmail"],
+            "smtplib sendmail of pre-built bytes",
+            "msg/s",
+            notes=["stretch: approach it (the anchor does no serialisation at all)"],
         ),
         Comparison(
             "ThreadedMailer 2 workers vs raw smtplib",
@@ -221,8 +231,8 @@ def run(options: Options) -> list[Comparison]:
             "msg/s",
             target=3.0,
         ),
-        *latencies,
     ]
+    return results
 
 
 def _timed(
@@ -237,7 +247,7 @@ def _timed(
     return samples
 
 
-def _caller_path(sink: RemoteSink, messages: list[EmailMessage]) -> list[Comparison]:
+def _caller_path(sink: BenchServer, messages: list[EmailMessage]) -> list[Comparison]:
     """Caller's time per call in a burst, each with a consumer sending to the same sink."""
     # Queue.put with one consumer thread sending over smtplib: the same conditions as ours.
     anchor_queue: queue.Queue[EmailMessage | None] = queue.Queue()

@@ -6,6 +6,11 @@ a dozen allocations that, on a burst, trigger the garbage collector often enough
 worker (or a waiting caller) first touches them, under one shared lock, so it is still a
 real, thread-safe ``Future``. It also carries the queued message, so the queue item is the
 Future itself.
+
+The worker's two transitions (running, then finished) skip the Condition altogether while no
+one has touched it: every reader (``result``, ``done``, ``wait``, ``add_done_callback``,
+``cancel``) makes it first, under the same lock the transitions check, so nobody can miss a
+notification; on a burst nobody waits on most Futures, and none of them ever gets one.
 """
 
 from __future__ import annotations
@@ -50,3 +55,21 @@ class PendingDelivery(Future):  # type: ignore[type-arg]
     @property
     def _done_callbacks(self) -> list[Any]:
         return self._lazy("_lazy_callbacks", list)  # type: ignore[no-any-return]
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """Mark the Future running (see :class:`~concurrent.futures.Future`)."""
+        with _MAKING:
+            if "_lazy_condition" not in self.__dict__ and self._state == "PENDING":
+                self._state = "RUNNING"
+                return True
+        return super().set_running_or_notify_cancel()
+
+    def set_result(self, result: Any) -> None:
+        """Finish the Future with ``result`` (see :class:`~concurrent.futures.Future`)."""
+        with _MAKING:
+            if "_lazy_condition" not in self.__dict__ and self._state in ("PENDING", "RUNNING"):
+                # No Condition yet: no waiter, no callback, nothing to notify.
+                self._result = result
+                self._state = "FINISHED"
+                return
+        super().set_result(result)

@@ -168,6 +168,10 @@ def _deliver(
             )
             sleep(delay)
             continue
+        if attempt == 1 and clock is utc_now and isinstance(transport, SMTPTransport):
+            # SMTPTransport timed the one attempt with a monotonic clock already: skip the
+            # datetime arithmetic and the copy on the common path.
+            return delivery
         return attrs.evolve(delivery, attempts=attempt, elapsed=_elapsed(clock, started))
 
 
@@ -384,6 +388,7 @@ class ThreadedMailer:
         self._lock = threading.Lock()
         self._live = 0  # worker threads alive
         self._idle = 0  # of which waiting for a message
+        self._starved = False  # a busy worker could not grow: the queue was empty then
         self._threads: list[threading.Thread] = []
         self._started = False
         self._replayed = threading.Event()
@@ -431,6 +436,11 @@ class ThreadedMailer:
             ) from None
         if not self._live:
             self._start_first()
+        elif self._starved:
+            # Every worker took its message from an empty queue and is busy with it: nobody
+            # else would add the connection this message waits for.
+            self._starved = False
+            self._maybe_grow()
         return future
 
     def start(self) -> None:
@@ -552,7 +562,10 @@ class ThreadedMailer:
 
     def _maybe_grow(self) -> None:
         # Another connection only while messages wait and no worker is free for them.
-        if self._idle or self._live >= self.workers or not self._queue.qsize():
+        if self._idle or self._live >= self.workers:
+            return
+        if not self._queue.qsize():
+            self._starved = True  # the next send grows instead
             return
         with self._lock:
             if not self._idle and self._live < self.workers and not self._closed:
@@ -569,15 +582,12 @@ class ThreadedMailer:
         transport: Transport | None = None
         try:
             while True:
-                with self._lock:
-                    self._idle += 1
+                item: PendingDelivery | None
                 try:
-                    item = self._queue.get(timeout=self.idle_timeout)
+                    # While messages wait, take the next one without the idle bookkeeping.
+                    item = self._queue.get_nowait()
                 except queue.Empty:
-                    item = None
-                finally:
-                    with self._lock:
-                        self._idle -= 1
+                    item = self._wait_for_work()
                 if item is None:
                     if transport is not None:
                         transport.close()
@@ -601,6 +611,18 @@ class ThreadedMailer:
             if transport is not None:
                 with contextlib.suppress(Exception):
                     transport.close()
+
+    def _wait_for_work(self) -> PendingDelivery | None:
+        """The next queued item, or None after ``idle_timeout``; counted as idle meanwhile."""
+        with self._lock:
+            self._idle += 1
+        try:
+            return self._queue.get(timeout=self.idle_timeout)
+        except queue.Empty:
+            return None
+        finally:
+            with self._lock:
+                self._idle -= 1
 
     def _leave_if_idle(self) -> bool:
         with self._lock:

@@ -1,0 +1,134 @@
+"""The wire bytes of ``prepare`` are byte for byte what the email package itself produces."""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+from collections.abc import Callable
+from email.message import EmailMessage, Message
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailreset._envelope import addresses, prepare, unused_boundary
+from mailreset.errors import InvalidMessage
+from tests.mail_factory import make_message
+
+HEADER_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(" \t=?;\"'<>@,"),
+    max_size=120,
+)
+
+
+def _outcome(serialise: Callable[[], bytes]) -> bytes | str:
+    """The bytes, or "refused" where serialising raises (prepare: InvalidMessage)."""
+    try:
+        return serialise()
+    except (InvalidMessage, ValueError, LookupError):
+        return "refused"
+
+
+def _stdlib_bytes(message: Message) -> bytes:
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    subject=HEADER_TEXT,
+    message_id=HEADER_TEXT,
+    keyword=HEADER_TEXT,
+    content_type=st.sampled_from(["text/plain", "text/html", "application/x-bench"]),
+    parameter=st.text(alphabet=st.characters(codec="ascii", exclude_categories=("Cc",))),
+)
+def test_headers_fold_as_the_policy_folds_them(
+    subject: str, message_id: str, keyword: str, content_type: str, parameter: str
+) -> None:
+    """Short ASCII headers written as they are come out exactly as the policy folds them."""
+    message = EmailMessage()
+    message["From"] = "App <app@example.com>"
+    message["To"] = "user@example.com"
+    for name, value in (("Subject", subject), ("Message-ID", message_id), ("X-Key", keyword)):
+        try:
+            message[name] = value
+        except ValueError:  # the policy refuses some values outright (a lone CR, say)
+            continue
+    message.set_content("body\n")
+    try:
+        message.replace_header("Content-Type", f"{content_type}; name={parameter!r}")
+    except ValueError:
+        return
+
+    assert _outcome(lambda: _stdlib_bytes(message)) == _outcome(lambda: prepare(message).data)
+
+
+def test_multipart_boundary_is_set_and_output_matches() -> None:
+    """A new boundary is recorded on the message, as the stdlib does, and nothing else differs."""
+    message = make_message(1)
+    message.add_alternative("<p>hello</p>", subtype="html")
+    message.add_attachment(b"\0" * 100, maintype="application", subtype="octet-stream")
+
+    data = prepare(message).data
+
+    assert message.get_boundary() is not None
+    assert _stdlib_bytes(message) == data
+
+
+def test_boundary_avoids_text_that_contains_it() -> None:
+    """A boundary whose delimiter already appears in the parts gets a suffix, as in the stdlib."""
+    taken = "=" * 15 + "0" * 19 + "=="
+    text = f"x\r\n--{taken}.0\r\n--{taken}\r\n".encode()
+
+    assert f"{taken}.1" == unused_boundary(taken, text)
+    assert taken == unused_boundary(taken, b"nothing like it")
+
+
+def test_compat32_messages_take_the_stdlib_path() -> None:
+    """A legacy ``Message`` (compat32) serialises exactly as ``as_bytes`` does."""
+    message = Message()
+    message["From"] = "app@example.com"
+    message["To"] = "user@example.com"
+    message["Subject"] = "a subject long enough to need folding " * 3
+    message.set_payload("body\n")
+
+    assert message.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n")) == (
+        prepare(message).data
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    date=st.sampled_from(["Mon, 20 Nov 1995 19:12:08 -0500", "not a date", "1 Jan 2024"]),
+    body=st.lists(st.sampled_from(["line", "\n", "\r\n", "\r", " x", ".", "é"]), max_size=40),
+    html=st.booleans(),
+)
+def test_dates_and_line_ends_come_out_as_in_the_stdlib(date: str, body: list[str], html: bool):
+    """Dates (parsed or not) and payloads with mixed line ends serialise as ``as_bytes`` does."""
+    message = make_message(1)
+    message["Date"] = date
+    message.set_content("".join(body) or "x")
+    if html:
+        message.add_alternative(f"<p>{''.join(body)}</p>", subtype="html")
+
+    assert _stdlib_bytes(message) == prepare(message).data
+
+
+@given(
+    names=st.lists(
+        st.sampled_from(['"Ann Lee" <ann@example.com>', "bob@example.com", "Bo <b.o@x.org>"]),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_recipients_from_parsed_headers_match_a_fresh_parse(names: list[str]) -> None:
+    """Recipients read from policy.default's parsed headers equal ``getaddresses`` on the text."""
+    message = make_message(1)
+    del message["To"]
+    message["To"] = ", ".join(names)
+    message["Cc"] = names[0]
+
+    expected = [
+        address
+        for _, address in email.utils.getaddresses([str(message["To"]), str(message["Cc"])])
+    ]
+
+    assert expected == addresses(message, "To", "Cc")
