@@ -2,4 +2,27 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.browser_support", "tests.rq_support"]
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rq_support import INSTALL_HINT, REDIS_SERVER, RedisServer
+
+pytest_plugins = ["tests.browser_support"]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of its own for each test (AOF, appendfsync always), stopped after it."""
+    if not Path(REDIS_SERVER).exists():
+        from tests.browser_support import in_ci  # a plugin module: imported once registered
+
+        if in_ci():
+            pytest.fail(INSTALL_HINT, pytrace=False)
+        pytest.skip(INSTALL_HINT)
+    server = RedisServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()

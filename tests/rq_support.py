@@ -13,12 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-
-import pytest
-
-from tests.browser_support import in_ci
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 INSTALL_HINT = (
@@ -169,17 +165,3 @@ def kill_group(worker: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of its own for each test (AOF, appendfsync always), stopped after it."""
-    if not Path(REDIS_SERVER).exists():
-        if in_ci():
-            pytest.fail(INSTALL_HINT, pytrace=False)
-        pytest.skip(INSTALL_HINT)
-    server = RedisServer(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.stop()

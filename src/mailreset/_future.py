@@ -28,11 +28,13 @@ _MAKING = threading.Lock()
 class PendingDelivery(Future):  # type: ignore[type-arg]
     """The Future of one queued message, and the queue item carrying it."""
 
+    # Future.__init__ is skipped on purpose: the Condition and lists are made lazily, and the
+    # starting state is read from the class until a transition sets it on the instance.
+    _state = "PENDING"
+    _result = None
+    _exception = None
+
     def __init__(self, payload: Any, path: Path | None, message: Any) -> None:
-        # Future.__init__ is skipped on purpose: the Condition and lists are made lazily.
-        self._state = "PENDING"
-        self._result = None
-        self._exception = None
         self.payload = payload
         self.path = path
         self.message = message
