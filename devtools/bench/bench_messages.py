@@ -21,7 +21,13 @@ from typing import Any
 
 import jinja2
 
-from devtools.bench.harness import Comparison, Options, interleaved_medians, rate
+from devtools.bench.harness import (
+    Comparison,
+    Options,
+    configure_django,
+    interleaved_medians,
+    rate,
+)
 from mailreset import MessageBuilder
 
 SENDER = "Acme <no-reply@acme.example>"
@@ -64,9 +70,7 @@ def build_by_hand(text: jinja2.Template, html: jinja2.Template, to: str) -> byte
 def _django_message_class() -> type[Any]:
     """``EmailMultiAlternatives``, with Django configured just enough to build mail."""
     # Imported by name: Django ships no type hints, and only this benchmark needs it.
-    settings = importlib.import_module("django.conf").settings
-    if not settings.configured:
-        settings.configure(DEFAULT_CHARSET="utf-8", USE_TZ=True)
+    configure_django()
     message_class: type[Any] = importlib.import_module("django.core.mail").EmailMultiAlternatives
     return message_class
 

@@ -15,7 +15,13 @@ from typing import Any
 
 import jwt
 
-from devtools.bench.harness import Comparison, Options, interleaved_medians, rate
+from devtools.bench.harness import (
+    Comparison,
+    Options,
+    configure_django,
+    interleaved_medians,
+    rate,
+)
 from mailreset import TokenService
 
 KEY = "bench-secret-key-with-enough-entropy-0123456789"
@@ -45,12 +51,8 @@ def _bare_pyjwt() -> Any:
 
 def _django() -> Any | None:
     """Django's generator, or None when Django is not installed."""
-    try:
-        from django.conf import settings
-    except ImportError:
+    if configure_django() is None:
         return None
-    if not settings.configured:
-        settings.configure(SECRET_KEY=KEY, PASSWORD_RESET_TIMEOUT=600, USE_TZ=True)
     from django.contrib.auth.tokens import PasswordResetTokenGenerator
 
     class User:
@@ -64,6 +66,7 @@ def _django() -> Any | None:
             return "email"
 
     generator = PasswordResetTokenGenerator()
+    generator.secret = KEY  # the same key as ours, not the settings-wide one
     user = User()
 
     def once() -> None:

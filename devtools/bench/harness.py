@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,27 @@ class Comparison:
     def met(self) -> bool | None:
         """Whether the target is met, or None when there is no target."""
         return None if self.target is None else self.ratio >= self.target
+
+
+def configure_django() -> Any | None:
+    """Django's settings, configured once for every benchmark that uses Django as an anchor.
+
+    One place, because Django can be configured only once per process and each anchor needs
+    its own settings (a secret for the token generator, a charset for the mail builder).
+    Returns None when Django is not installed.
+    """
+    try:
+        settings = importlib.import_module("django.conf").settings
+    except ImportError:
+        return None
+    if not settings.configured:
+        settings.configure(
+            SECRET_KEY="bench-" + "k" * 48,
+            PASSWORD_RESET_TIMEOUT=600,
+            DEFAULT_CHARSET="utf-8",
+            USE_TZ=True,
+        )
+    return settings
 
 
 def rate(operation: Callable[[], object], count: int) -> float:
