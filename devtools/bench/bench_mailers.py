@@ -26,25 +26,16 @@ import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
-from devtools.bench.harness import Comparison, Options, interleaved_medians, percentile
+from devtools.bench.harness import (
+    Comparison,
+    Options,
+    interleaved_medians,
+    percentile,
+    reset_messages,
+)
 from devtools.bench.servers import BenchServer, fast_server
 from mailreset import SMTPSettings, SMTPTransport, ThreadedMailer
 from mailreset.messages import envelope, wire_bytes
-
-
-def _messages(count: int) -> list[EmailMessage]:
-    messages = []
-    for number in range(count):
-        message = EmailMessage()
-        message["From"] = "App <app@example.com>"
-        message["To"] = f"user{number}@example.com"
-        message["Subject"] = "Reset your password"
-        message["Message-ID"] = f"<{number}.bench@example.com>"
-        link = f"https://app.example.com/reset/{'x' * 150}"
-        message.set_content(f"Hello,\n\nReset: {link}\n\nThe link expires in 10 minutes.\n")
-        message.add_alternative(f"<p>Hello,</p><p><a href='{link}'>Reset</a></p>", subtype="html")
-        messages.append(message)
-    return messages
 
 
 @contextlib.contextmanager
@@ -92,7 +83,7 @@ def _quiet_thread_errors() -> Callable[[], int]:
 def run(options: Options) -> list[Comparison]:
     """Throughput (1 and 2 workers) and caller-path latency against the anchors."""
     count = 300 if options.quick else 2000
-    messages = _messages(count)
+    messages = reset_messages(count, tag="mailers.")
     # The pre-serialised anchor gets its bytes and envelopes before the clock starts.
     serialised = [(*envelope(message), wire_bytes(message)) for message in messages]
     sink = fast_server()

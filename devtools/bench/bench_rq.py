@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tests.rq_support import REDIS_SERVER, RedisServer, start_worker
 
-from devtools.bench.harness import Comparison, Options, interleaved_medians
+from devtools.bench.harness import Comparison, Options, interleaved_medians, reset_messages
 from mailreset import SMTPSettings, ThreadedMailer
 from mailreset.rq import RQMailer
 
@@ -49,20 +49,6 @@ def _remote_sink() -> Iterator[int]:
         process.wait(10)
 
 
-def _messages(count: int) -> list[EmailMessage]:
-    messages = []
-    for number in range(count):
-        message = EmailMessage()
-        message["From"] = "App <app@example.com>"
-        message["To"] = f"user{number}@example.com"
-        message["Subject"] = "Reset your password"
-        message["Message-ID"] = f"<{number}.bench-rq@example.com>"
-        link = f"https://app.example.com/reset/{'x' * 150}"
-        message.set_content(f"Hello,\n\nReset: {link}\n\nThe link expires in 10 minutes.\n")
-        messages.append(message)
-    return messages
-
-
 def _end_to_end(
     send: Callable[[EmailMessage], object], flush: Callable[[], None]
 ) -> Callable[[list[EmailMessage]], float]:
@@ -82,7 +68,7 @@ def run(options: Options) -> list[Comparison]:
         print("bench_rq: no redis-server binary; apt-get install redis-server", file=sys.stderr)
         return []
     count = 60 if options.quick else 300
-    messages = _messages(count)
+    messages = reset_messages(count, tag="rq.", html=False)
     with tempfile.TemporaryDirectory(prefix="bench-rq-") as directory, _remote_sink() as port:
         folder = Path(directory)
         server = RedisServer(folder).start()

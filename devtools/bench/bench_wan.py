@@ -29,7 +29,7 @@ from pathlib import Path
 
 import trustme
 
-from devtools.bench.harness import Comparison, Options, interleaved_medians
+from devtools.bench.harness import Comparison, Options, interleaved_medians, reset_messages
 from mailreset import SMTPSettings, ThreadedMailer
 
 USER, PASSWORD = "bench", "bench-password"
@@ -101,21 +101,6 @@ class WanServer:
             self.process.wait(5)
 
 
-def _burst(prefix: str, count: int) -> list[EmailMessage]:
-    messages = []
-    link = f"https://app.example.com/reset/{'x' * 150}"
-    for number in range(count):
-        message = EmailMessage()
-        message["From"] = "App <app@example.com>"
-        message["To"] = f"user{number}@example.com"
-        message["Subject"] = "Reset your password"
-        message["Message-ID"] = f"<{prefix}{number}@bench.example.com>"
-        message.set_content(f"Hello,\n\nReset: {link}\n\nThe link expires in 10 minutes.\n")
-        message.add_alternative(f"<p>Hello,</p><p><a href='{link}'>Reset</a></p>", subtype="html")
-        messages.append(message)
-    return messages
-
-
 @contextlib.contextmanager
 def _tutorial(settings: SMTPSettings) -> Iterator[Callable[[EmailMessage], threading.Thread]]:
     """The tutorial's ``send_email`` with TLS and a login: a thread and a connection each."""
@@ -175,7 +160,7 @@ def run(options: Options) -> list[Comparison]:
             def ours() -> float:
                 runs[0] += 1
                 prefix = f"ours{runs[0]}."
-                messages = _burst(prefix, count)
+                messages = reset_messages(count, tag=prefix)
                 failures: list[BaseException] = []
                 start = time.perf_counter()
                 mailer = ThreadedMailer(
@@ -192,7 +177,7 @@ def run(options: Options) -> list[Comparison]:
             def tutorial() -> float:
                 runs[0] += 1
                 prefix = f"tutorial{runs[0]}."
-                messages = _burst(prefix, count)
+                messages = reset_messages(count, tag=prefix)
                 with _tutorial(server.settings) as send:
                     start = time.perf_counter()
                     threads = [send(message) for message in messages]

@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from typing import Any
 
 
@@ -120,3 +121,29 @@ def format_table(comparisons: list[Comparison]) -> str:
 
 def _short(unit: str) -> str:
     return "  " if unit.endswith("/s") else "us" if unit == "us" else "  "
+
+
+def reset_messages(count: int, *, tag: str, html: bool = True) -> list[EmailMessage]:
+    """``count`` pre-built reset-like messages, each to its own address.
+
+    Message-IDs are ``<{tag}{number}@bench.example.com>``, so a sink can count one burst.
+
+    The same message for every sending benchmark, so their figures compare: a text part with a
+    long reset link (and an HTML part), distinct recipients and Message-IDs that a sink can
+    count.
+    """
+    link = f"https://app.example.com/reset/{'x' * 150}"
+    messages = []
+    for number in range(count):
+        message = EmailMessage()
+        message["From"] = "App <app@example.com>"
+        message["To"] = f"user{number}@example.com"
+        message["Subject"] = "Reset your password"
+        message["Message-ID"] = f"<{tag}{number}@bench.example.com>"
+        message.set_content(f"Hello,\n\nReset: {link}\n\nThe link expires in 10 minutes.\n")
+        if html:
+            message.add_alternative(
+                f"<p>Hello,</p><p><a href='{link}'>Reset</a></p>", subtype="html"
+            )
+        messages.append(message)
+    return messages
