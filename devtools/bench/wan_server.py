@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import ssl
 import sys
-import warnings
 
 from devtools.bench.relay import DelayRelay
 from mailreset.testing import SMTPSink
@@ -23,9 +22,6 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]*>)", re.IGNORECASE | re
 
 def main(argv: list[str]) -> None:
     """Serve until stdin closes."""
-    # aiosmtpd 1.4 sets its own deprecated Session.login_data after every successful AUTH:
-    # a warning per connection about aiosmtpd's code, not ours, that would drown the report.
-    warnings.filterwarnings("ignore", "Session.login_data is deprecated", DeprecationWarning)
     cert, key, user, password = argv
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import random
 import socket
 import ssl
@@ -199,6 +200,20 @@ class _Authenticator:
         return AuthResult(success=False, handled=False)
 
 
+class _QuietLoginData(logging.Filter):
+    """Drops aiosmtpd 1.4's own "Session.login_data is deprecated" line.
+
+    aiosmtpd logs it on every successful AUTH because its own code sets that attribute: it
+    says nothing about the caller, and a burst of authenticated test mail would drown in it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Session.login_data is deprecated")
+
+
+_QUIET_LOGIN_DATA = _QuietLoginData()
+
+
 class SMTPSink:
     """A capturing SMTP server on loopback, run in a background thread.
 
@@ -242,6 +257,7 @@ class SMTPSink:
         if starttls_context is not None:
             smtp_options.update(tls_context=starttls_context, require_starttls=False)
         if credentials is not None:
+            logging.getLogger("mail.log").addFilter(_QUIET_LOGIN_DATA)  # a second add is a no-op
             smtp_options.update(
                 authenticator=_Authenticator(credentials=dict(credentials)),
                 auth_required=True,
