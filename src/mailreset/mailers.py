@@ -424,7 +424,7 @@ class ThreadedMailer:
             future = PendingDelivery(outgoing, self.spool.write(outgoing), message)
         try:
             if timeout is None:
-                self._queue.put_nowait(future)
+                self._queue.put(future, False)  # put_nowait is one more call frame
             else:
                 self._queue.put(future, timeout=timeout)
         except queue.Full:
