@@ -17,13 +17,12 @@ does not (4): the ``pipelining=False`` line compares like for like.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import smtplib
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 
 from devtools.bench.harness import (
@@ -34,37 +33,9 @@ from devtools.bench.harness import (
     reset_messages,
 )
 from devtools.bench.servers import BenchServer, fast_server
-from mailreset import SMTPSettings, SMTPTransport, ThreadedMailer
+from devtools.bench.tutorial import tutorial_sender
+from mailreset import SMTPTransport, ThreadedMailer
 from mailreset.messages import envelope, wire_bytes
-
-
-@contextlib.contextmanager
-def _tutorial_app(settings: SMTPSettings) -> Iterator[Callable[[EmailMessage], threading.Thread]]:
-    """The tutorial's ``send_email``: a thread and a Flask-Mail connection per message."""
-    from flask import Flask
-    from flask_mail import Mail, Message
-
-    app = Flask("tutorial")
-    app.config.update(MAIL_SERVER=settings.host, MAIL_PORT=settings.port, MAIL_DEFAULT_SENDER="a")
-    mail = Mail(app)
-
-    def send_async_email(message: Message) -> None:
-        with app.app_context():
-            mail.send(message)
-
-    def send(source: EmailMessage) -> threading.Thread:
-        message = Message(
-            subject=str(source["Subject"]),
-            sender=str(source["From"]),
-            recipients=[str(source["To"])],
-            body=source.get_body(("plain",)).get_content(),  # type: ignore[union-attr]
-            html=source.get_body(("html",)).get_content(),  # type: ignore[union-attr]
-        )
-        thread = threading.Thread(target=send_async_email, args=(message,))
-        thread.start()
-        return thread
-
-    yield send
 
 
 def _quiet_thread_errors() -> Callable[[], int]:
@@ -126,7 +97,7 @@ def run(options: Options) -> list[Comparison]:
 
         def tutorial() -> float:
             before = sink.count()
-            with _tutorial_app(sink.settings) as send:
+            with tutorial_sender(sink.settings) as send:
                 start = time.perf_counter()
                 threads = [send(message) for message in messages]
                 # Bounded: a tutorial thread stuck on a connection the server never answered
@@ -300,7 +271,7 @@ def _caller_round(
     send_samples = _timed(mailer.send, messages)
     mailer.close()
 
-    with _tutorial_app(sink.settings) as send:
+    with tutorial_sender(sink.settings) as send:
         threads: list[threading.Thread] = []
         thread_samples = _timed(lambda message: threads.append(send(message)), messages)
         deadline = time.perf_counter() + 60

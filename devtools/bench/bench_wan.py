@@ -23,13 +23,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from email.message import EmailMessage
 from pathlib import Path
 
 import trustme
 
 from devtools.bench.harness import Comparison, Options, interleaved_medians, reset_messages
+from devtools.bench.tutorial import tutorial_sender
 from mailreset import SMTPSettings, ThreadedMailer
 
 USER, PASSWORD = "bench", "bench-password"
@@ -101,43 +100,6 @@ class WanServer:
             self.process.wait(5)
 
 
-@contextlib.contextmanager
-def _tutorial(settings: SMTPSettings) -> Iterator[Callable[[EmailMessage], threading.Thread]]:
-    """The tutorial's ``send_email`` with TLS and a login: a thread and a connection each."""
-    from flask import Flask
-    from flask_mail import Mail, Message
-
-    app = Flask("tutorial")
-    app.config.update(
-        MAIL_SERVER=settings.host,
-        MAIL_PORT=settings.port,
-        MAIL_USE_TLS=True,
-        MAIL_USERNAME=settings.username,
-        MAIL_PASSWORD=settings.password,
-        MAIL_DEFAULT_SENDER="app@example.com",
-    )
-    mail = Mail(app)
-
-    def send_async_email(message: Message) -> None:
-        with app.app_context():
-            mail.send(message)
-
-    def send(source: EmailMessage) -> threading.Thread:
-        message = Message(
-            subject=str(source["Subject"]),
-            sender=str(source["From"]),
-            recipients=[str(source["To"])],
-            body=source.get_body(("plain",)).get_content(),  # type: ignore[union-attr]
-            html=source.get_body(("html",)).get_content(),  # type: ignore[union-attr]
-        )
-        message.msgId = str(source["Message-ID"])
-        thread = threading.Thread(target=send_async_email, args=(message,))
-        thread.start()
-        return thread
-
-    yield send
-
-
 def run(options: Options) -> list[Comparison]:
     """Throughput and losses of a burst through the WAN relay, ours against the tutorial."""
     count = 400 if options.quick else 2000
@@ -178,7 +140,7 @@ def run(options: Options) -> list[Comparison]:
                 runs[0] += 1
                 prefix = f"tutorial{runs[0]}."
                 messages = reset_messages(count, tag=prefix)
-                with _tutorial(server.settings) as send:
+                with tutorial_sender(server.settings) as send:
                     start = time.perf_counter()
                     threads = [send(message) for message in messages]
                     for thread in threads:
