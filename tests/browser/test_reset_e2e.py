@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from mailreset.testing import SMTPSink
+from tests.examples.support import NEW_PASSWORD, PASSWORD, example_config
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 EMAIL = "Browser.User@example.org"
-PASSWORD = "first password 1"
-NEW_PASSWORD = "second password 2"
 
 
 class _Late:
@@ -31,18 +30,6 @@ class _Late:
         return self.app(environ, start_response)
 
 
-def _config(tmp_path: Path, smtp_sink: SMTPSink, base: str) -> dict[str, Any]:
-    return {
-        "DATABASE": str(tmp_path / "users.db"),
-        "SECRET_KEY": "browser-test-secret-" + "0" * 32,
-        "MAILRESET_SECRET_KEY": "browser-test-token-" + "1" * 32,
-        "MAIL_SERVER": smtp_sink.host,
-        "MAIL_PORT": smtp_sink.port,
-        "MAILRESET_URL": base + "/reset/{token}",
-        "PASSWORD_COST": 2**12,
-    }
-
-
 @pytest.fixture(params=["flask", "bottle"])
 def served(request: pytest.FixtureRequest, tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[str]:
     """The example app named by the parameter, served on 127.0.0.1; yields its base URL."""
@@ -52,7 +39,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path, smtp_sink: SMTPSink) 
     late = _Late()
     server = make_server("127.0.0.1", 0, late, threaded=True)
     base = f"http://127.0.0.1:{server.server_port}"
-    config = _config(tmp_path, smtp_sink, base)
+    config = example_config(tmp_path, smtp_sink, base + "/reset/{token}")
     if request.param == "flask":
         from examples.flask_app.app import create_app as create_flask_app
 

@@ -102,6 +102,15 @@ class RawSMTP:
         self.send(line + b"\r\n")
         return self.reply()
 
+    def begin_data(
+        self, sender: bytes = b"a@example.test", recipient: bytes = b"b@example.test"
+    ) -> bytes:
+        """EHLO, MAIL FROM, RCPT TO, then DATA; return the reply to DATA."""
+        self.command(b"EHLO test")
+        self.command(b"MAIL FROM:<" + sender + b">")
+        self.command(b"RCPT TO:<" + recipient + b">")
+        return self.command(b"DATA")
+
     def close(self) -> None:
         """Drop the connection without QUIT."""
         self.socket.close()

@@ -76,10 +76,7 @@ def test_a_one_megabyte_line_inside_data_is_refused(sink: DebugSink) -> None:
     """A 1 MB line in the message gets 500 after DATA, and nothing is stored."""
     before = len(sink.store)
     client = RawSMTP(sink.smtp.port)
-    client.command(b"EHLO test")
-    client.command(b"MAIL FROM:<a@example.test>")
-    client.command(b"RCPT TO:<b@example.test>")
-    client.command(b"DATA")
+    client.begin_data()
     client.send(b"Subject: long\r\n\r\n" + b"x" * 1_000_000 + b"\r\n.\r\n")
     reply = client.reply()
     client.close()
@@ -92,10 +89,7 @@ def test_a_one_megabyte_line_inside_data_is_refused(sink: DebugSink) -> None:
 def test_non_utf8_bytes_are_stored_and_viewable(sink: DebugSink) -> None:
     """Latin-1 and invalid UTF-8 in the envelope and body are captured and served as JSON."""
     client = RawSMTP(sink.smtp.port)
-    client.command(b"EHLO test")
-    client.command(b"MAIL FROM:<caf\xe9@example.test>")
-    client.command(b"RCPT TO:<b@example.test>")
-    client.command(b"DATA")
+    client.begin_data(b"caf\xe9@example.test")
     body = b"Subject: caf\xe9 \xff\xfe\r\nContent-Type: text/plain\r\n\r\nna\xefve \xc3\x28\r\n"
     client.send(body + b".\r\n")
     reply = client.reply()
@@ -114,10 +108,7 @@ def test_a_client_vanishing_mid_data_leaves_nothing_behind(sink: DebugSink) -> N
     """A connection dropped halfway through DATA stores nothing and harms nobody."""
     before = len(sink.store)
     client = RawSMTP(sink.smtp.port)
-    client.command(b"EHLO test")
-    client.command(b"MAIL FROM:<a@example.test>")
-    client.command(b"RCPT TO:<b@example.test>")
-    client.command(b"DATA")
+    client.begin_data()
     client.send(b"Subject: half\r\n\r\nthe first half of a mess")
     client.close()
 

@@ -14,26 +14,15 @@ webtest = pytest.importorskip("webtest")
 from examples.bottle_app.app import create_app  # noqa: E402
 
 from mailreset.testing import SMTPSink, extract_token  # noqa: E402
+from tests.examples.support import NEW_PASSWORD, PASSWORD, example_config  # noqa: E402
 
 RESET_PREFIX = "https://app.example/reset/"
 EMAIL = "Ann.Example@example.org"
-PASSWORD = "first password 1"
-NEW_PASSWORD = "second password 2"
 
 
 @pytest.fixture
 def app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[Any]:
-    app = create_app(
-        {
-            "DATABASE": str(tmp_path / "users.db"),
-            "SECRET_KEY": "test-secret-key-" + "0" * 32,
-            "MAILRESET_SECRET_KEY": "test-token-key-" + "1" * 32,
-            "MAIL_SERVER": smtp_sink.host,
-            "MAIL_PORT": smtp_sink.port,
-            "MAILRESET_URL": RESET_PREFIX + "{token}",
-            "PASSWORD_COST": 2**12,
-        }
-    )
+    app = create_app(example_config(tmp_path, smtp_sink, RESET_PREFIX + "{token}"))
     app.config["mailreset.plugin"].users.create(EMAIL, PASSWORD)
     yield app
     app.close()

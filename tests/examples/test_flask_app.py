@@ -15,26 +15,16 @@ from examples.flask_app.app import create_app  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
 from mailreset.testing import SMTPSink, extract_token  # noqa: E402
+from tests.examples.support import NEW_PASSWORD, PASSWORD, example_config  # noqa: E402
 
 RESET_PREFIX = "https://app.example/reset/"
 EMAIL = "Ann.Example@example.org"
-PASSWORD = "first password 1"
-NEW_PASSWORD = "second password 2"
 
 
 @pytest.fixture
 def app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[flask.Flask]:
     app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE": str(tmp_path / "users.db"),
-            "SECRET_KEY": "test-secret-key-" + "0" * 32,
-            "MAILRESET_SECRET_KEY": "test-token-key-" + "1" * 32,
-            "MAIL_SERVER": smtp_sink.host,
-            "MAIL_PORT": smtp_sink.port,
-            "MAILRESET_URL": RESET_PREFIX + "{token}",
-            "PASSWORD_COST": 2**12,
-        }
+        {"TESTING": True, **example_config(tmp_path, smtp_sink, RESET_PREFIX + "{token}")}
     )
     app.extensions["users"].create(EMAIL, PASSWORD)
     yield app
