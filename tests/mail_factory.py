@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+from mailreset.transports import Envelope
+
 
 def make_message(
     number: int = 0,
@@ -26,3 +28,8 @@ def make_message(
     message["Message-ID"] = f"<{number}.test@example.com>"
     message.set_content(body)
     return message
+
+
+def make_envelope(number: int = 0, **options: str) -> Envelope:
+    """:func:`make_message`, checked and serialised as a transport receives it."""
+    return Envelope.from_message(make_message(number, **options))  # type: ignore[arg-type]

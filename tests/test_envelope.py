@@ -1,4 +1,5 @@
-"""The wire bytes of ``prepare`` are byte for byte what the email package itself produces."""
+"""Envelope: its wire bytes are byte for byte what the email package itself produces, and
+every envelope, however made, passes the same checks."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import email.utils
 from collections.abc import Callable
 from email.message import EmailMessage, Message
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailreset._envelope import addresses, prepare, unused_boundary
+from mailreset._envelope import addresses, unused_boundary
 from mailreset.errors import InvalidMessage
+from mailreset.transports import Envelope
 from tests.mail_factory import make_message
 
 HEADER_TEXT = st.text(
@@ -21,7 +24,7 @@ HEADER_TEXT = st.text(
 
 
 def _outcome(serialise: Callable[[], bytes]) -> bytes | str:
-    """The bytes, or "refused" where serialising raises (prepare: InvalidMessage)."""
+    """The bytes, or "refused" where serialising raises (Envelope.from_message: InvalidMessage)."""
     try:
         return serialise()
     except (InvalidMessage, ValueError, LookupError):
@@ -58,7 +61,9 @@ def test_headers_fold_as_the_policy_folds_them(
     except ValueError:
         return
 
-    assert _outcome(lambda: _stdlib_bytes(message)) == _outcome(lambda: prepare(message).data)
+    assert _outcome(lambda: _stdlib_bytes(message)) == _outcome(
+        lambda: Envelope.from_message(message).data
+    )
 
 
 def test_multipart_boundary_is_set_and_output_matches() -> None:
@@ -67,7 +72,7 @@ def test_multipart_boundary_is_set_and_output_matches() -> None:
     message.add_alternative("<p>hello</p>", subtype="html")
     message.add_attachment(b"\0" * 100, maintype="application", subtype="octet-stream")
 
-    data = prepare(message).data
+    data = Envelope.from_message(message).data
 
     assert message.get_boundary() is not None
     assert _stdlib_bytes(message) == data
@@ -91,7 +96,7 @@ def test_compat32_messages_take_the_stdlib_path() -> None:
     message.set_payload("body\n")
 
     assert message.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n")) == (
-        prepare(message).data
+        Envelope.from_message(message).data
     )
 
 
@@ -109,7 +114,7 @@ def test_dates_and_line_ends_come_out_as_in_the_stdlib(date: str, body: list[str
     if html:
         message.add_alternative(f"<p>{''.join(body)}</p>", subtype="html")
 
-    assert _stdlib_bytes(message) == prepare(message).data
+    assert _stdlib_bytes(message) == Envelope.from_message(message).data
 
 
 @given(
@@ -132,3 +137,73 @@ def test_recipients_from_parsed_headers_match_a_fresh_parse(names: list[str]) ->
     ]
 
     assert expected == addresses(message, "To", "Cc")
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"sender": "app@example.com\r\nRCPT TO:<x@evil.test>"}, "not an e-mail address"),
+        ({"sender": "no-at-sign"}, "not an e-mail address"),
+        ({"recipients": ()}, "no recipient"),
+        ({"recipients": ("a@example.com", "<b@example.com>")}, "not an e-mail address"),
+        ({"recipients": (None,)}, "not an e-mail address"),
+        ({"data": b""}, "bytes"),
+        ({"data": "text, not bytes"}, "bytes"),
+        ({"message_id": "<a@b>\r\nBcc: x@evil.test"}, "Message-ID"),
+        ({"recipients": ("zoë@example.com",), "smtputf8": False}, "SMTPUTF8|smtputf8"),
+    ],
+)
+def test_every_envelope_is_checked_however_it_is_made(
+    fields: dict[str, object], match: str
+) -> None:
+    """An envelope made by hand (or read back from a spool or a queue) is checked like one
+    made from a message: InvalidMessage, a ValueError, naming the problem."""
+    good: dict[str, object] = {
+        "sender": "app@example.com",
+        "recipients": ("user@example.com",),
+        "data": b"Subject: hi\r\n\r\nbody\r\n",
+    }
+    with pytest.raises(InvalidMessage, match=match):
+        Envelope(**{**good, **fields})  # type: ignore[arg-type]
+
+
+def test_smtputf8_is_worked_out_from_the_addresses() -> None:
+    """Left out, smtputf8 is True exactly when an address is not ASCII; a lone string is one
+    recipient."""
+    data = b"Subject: hi\r\n\r\nbody\r\n"
+
+    assert not Envelope(sender="a@example.com", recipients="b@example.com", data=data).smtputf8
+    unicode = Envelope(sender="a@example.com", recipients="zoë@example.com", data=data)
+    assert unicode.smtputf8
+    assert ("zoë@example.com",) == unicode.recipients
+
+
+def test_from_message_takes_only_messages() -> None:
+    """Bytes, text or None are a TypeError, not an error from deep in the email package."""
+    for value in (b"Subject: x\r\n\r\n", "Subject: x", None):
+        with pytest.raises(TypeError, match="Message"):
+            Envelope.from_message(value)  # type: ignore[arg-type]
+
+
+def test_from_message_reads_the_envelope_and_keeps_the_message() -> None:
+    """Sender, recipients (Bcc too), Message-ID and smtputf8 come from the headers; the
+    caller's message keeps its Bcc."""
+    message = make_message(7, cc="cc@example.com", bcc="hidden@example.com")
+
+    envelope = Envelope.from_message(message)
+
+    assert "app@example.com" == envelope.sender
+    assert ("user@example.com", "cc@example.com", "hidden@example.com") == envelope.recipients
+    assert "<7.test@example.com>" == envelope.message_id
+    assert not envelope.smtputf8
+    assert b"hidden@example.com" not in envelope.data
+    assert envelope.data.endswith(b"\r\n")
+    assert "hidden@example.com" == message["Bcc"]
+
+
+def test_no_message_id_is_none() -> None:
+    """A message without a Message-ID header gives message_id None."""
+    message = make_message(8)
+    del message["Message-ID"]
+
+    assert Envelope.from_message(message).message_id is None

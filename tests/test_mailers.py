@@ -15,6 +15,8 @@ import pytest
 from mailreset import (
     ConfigurationError,
     Delivery,
+    Envelope,
+    InvalidMessage,
     MailerClosed,
     MemoryTransport,
     PermanentFailure,
@@ -28,7 +30,7 @@ from mailreset import (
 from mailreset.mailers import Mailer
 from mailreset.testing import CapturedMessage, FaultPlan, SMTPSink
 from mailreset.testing._smtp import free_port
-from tests.mail_factory import make_message
+from tests.mail_factory import make_envelope, make_message
 
 FAST = Retry(attempts=5, initial=0.001, maximum=0.01, deadline=30)
 
@@ -60,14 +62,14 @@ class Gate:
     def close(self) -> None:
         pass
 
-    def send(self, message: Message) -> Delivery:
+    def send(self, envelope: Envelope) -> Delivery:
         with self.changed:
             self.waiting += 1
             self.changed.notify_all()
         self.opened.wait(10)
         with self.changed:
             self.waiting -= 1
-        return self.memory.send(message)
+        return self.memory.send(envelope)
 
     def wait_until_waiting(self, count: int) -> None:
         with self.changed:
@@ -94,6 +96,42 @@ class MailerContract:
         assert "<1.test@example.com>" == delivery.message_id
         assert 1 == delivery.attempts
         assert ["message 1"] == [message.subject for message in arrived(1)]
+
+    def test_send_takes_an_envelope_too(
+        self, make: MailerFactory, arrived: Callable[[int], list[CapturedMessage]]
+    ) -> None:
+        """An Envelope is sent as it is: same bytes and recipients, Bcc included."""
+        envelope = make_envelope(2, bcc="hidden@example.com")
+        mailer = make()
+        delivery = mailer.send(envelope).result(timeout=5)
+        mailer.close()
+        [received] = arrived(1)
+
+        assert ("user@example.com", "hidden@example.com") == delivery.accepted
+        assert envelope.data == received.raw
+        assert envelope.recipients == received.envelope_to
+
+    @pytest.mark.parametrize("value", [None, "To: a@example.com\r\n\r\nhi", b"raw", 42])
+    def test_anything_else_is_a_type_error_in_the_caller(
+        self, make: MailerFactory, value: object
+    ) -> None:
+        """send() of something neither a Message nor an Envelope raises TypeError at once."""
+        failures = Failures()
+        mailer = make(on_failure=failures)
+        with pytest.raises(TypeError, match="Message"):
+            mailer.send(value)  # type: ignore[arg-type]
+        mailer.close()
+
+        assert [] == failures.calls
+
+    def test_invalid_message_is_refused_in_the_caller(self, make: MailerFactory) -> None:
+        """A message with no recipient raises InvalidMessage from send() itself."""
+        message = make_message(3)
+        del message["To"]
+        mailer = make()
+        with pytest.raises(InvalidMessage, match="no recipient"):
+            mailer.send(message)
+        mailer.close()
 
     def test_send_after_close_raises(self, make: MailerFactory) -> None:
         """A closed mailer refuses new messages with MailerClosed."""
@@ -125,7 +163,7 @@ class MemoryMailerContract(MailerContract):
 
     @pytest.fixture
     def arrived(self, memory: MemoryTransport) -> Callable[[int], list[CapturedMessage]]:
-        return lambda count: memory.messages
+        return lambda count: [CapturedMessage.from_envelope(sent) for sent in memory.envelopes]
 
     @pytest.fixture
     def reject_all(self, memory: MemoryTransport) -> Callable[[], object]:
@@ -262,7 +300,7 @@ def test_queue_full_at_once_or_after_timeout() -> None:
     gate.opened.set()
     mailer.close(5)
 
-    assert ["message 0", "message 1", "message 2"] == [m.subject for m in gate.memory.messages]
+    assert ["message 0", "message 1", "message 2"] == [m["Subject"] for m in gate.memory.messages]
 
 
 def test_idle_connection_is_closed_and_reopened() -> None:
@@ -310,7 +348,7 @@ def test_cancelled_future_is_not_sent() -> None:
     assert cancelled.cancel()
     gate.opened.set()
     mailer.close(5)
-    assert ["message 0"] == [message.subject for message in gate.memory.messages]
+    assert ["message 0"] == [message["Subject"] for message in gate.memory.messages]
 
 
 def test_forked_child_sends_with_its_own_workers(smtp_sink: SMTPSink) -> None:
@@ -342,7 +380,7 @@ def test_drain_at_exit_delivers_queued_mail(smtp_sink: SMTPSink, tmp_path: objec
 
     script = (
         "from mailreset import SMTPSettings, ThreadedMailer\n"
-        "from tests.mail_factory import make_message\n"
+        "from tests.mail_factory import make_envelope, make_message\n"
         f"m = ThreadedMailer(SMTPSettings(host='127.0.0.1', port={smtp_sink.port}),"
         " drain_at_exit=True)\n"
         "for i in range(50): m.send(make_message(i))\n"
@@ -442,18 +480,20 @@ def test_permanent_failures_are_not_retried() -> None:
     assert 1 == len(failures.calls)
 
 
-def test_invalid_message_goes_to_the_future() -> None:
-    """Without a spool, a message with no recipient fails its Future and on_failure."""
+def test_invalid_message_raises_in_the_caller() -> None:
+    """A message with no recipient raises InvalidMessage from send(); nothing is queued."""
     failures = Failures()
-    mailer = ThreadedMailer(MemoryTransport(), on_failure=failures)
+    memory = MemoryTransport()
+    mailer = ThreadedMailer(memory, on_failure=failures)
     message = make_message(1)
     del message["To"]
 
-    error = mailer.send(message).exception(5)
+    with pytest.raises(InvalidMessage, match="no recipient"):
+        mailer.send(message)
     mailer.close()
 
-    assert "InvalidMessage" == type(error).__name__
-    assert [message] == [failed for failed, _ in failures.calls]
+    assert [] == failures.calls
+    assert [] == memory.envelopes
 
 
 def test_logs_redact_links_and_never_show_passwords(

@@ -315,13 +315,12 @@ def test_a_queue_of_the_wrong_kind_is_a_configuration_error() -> None:
 def test_deliver_uses_the_configured_worker_transport() -> None:
     """Called outside RQ, deliver() sends through the transport configure_worker set, Bcc
     restored into the envelope."""
-    from mailreset._envelope import prepare
-    from mailreset.transports import MemoryTransport
+    from mailreset.transports import Envelope, MemoryTransport
 
     transport = MemoryTransport()
     mailreset_rq.configure_worker(lambda: transport, env_prefix="TEST_RQ_")
     try:
-        outgoing = prepare(message(12, bcc="hidden@example.net"))
+        outgoing = Envelope.from_message(message(12, bcc="hidden@example.net"))
         result = mailreset_rq.deliver(
             outgoing.sender, list(outgoing.recipients), outgoing.data, "TEST_RQ_"
         )
@@ -329,10 +328,10 @@ def test_deliver_uses_the_configured_worker_transport() -> None:
         mailreset_rq._factories.pop("TEST_RQ_", None)
         mailreset_rq._transports.pop("TEST_RQ_", None)
 
-    [captured] = transport.messages
-    assert ("user@example.org", "hidden@example.net") == captured.envelope_to
+    [captured] = transport.envelopes
+    assert ("user@example.org", "hidden@example.net") == captured.recipients
     assert ["user@example.org", "hidden@example.net"] == result["accepted"]
-    assert b"Bcc" not in captured.raw
+    assert outgoing.data == captured.data
 
 
 def test_futures_settle_for_many_jobs_in_one_poll(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,8 @@ from mailreset import (
     Spool,
     ThreadedMailer,
 )
-from mailreset._envelope import prepare
 from mailreset.testing import FaultPlan, SMTPSink
-from tests.mail_factory import make_message
+from tests.mail_factory import make_envelope, make_message
 from tests.test_mailers import Gate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,7 @@ def _dead_pid() -> int:
 
 def _as_left_by(spool: Spool, number: int, pid: int) -> Path:
     """A spool file as a process ``pid`` (now gone) would have left it."""
-    path = spool.write(prepare(make_message(number, bcc="hidden@example.com")))
+    path = spool.write(make_envelope(number, bcc="hidden@example.com"))
     orphan = path.with_name(path.name.replace(f".{os.getpid()}.", f".{pid}."))
     path.rename(orphan)
     return orphan
@@ -72,13 +73,13 @@ def test_leftovers_are_sent_on_start_with_their_envelope(tmp_path: Path) -> None
     mailer.flush(5)
     mailer.close()
 
-    assert ["message 0", "message 1", "message 2"] == [m.subject for m in memory.messages]
-    assert ("user@example.com", "hidden@example.com") == memory.messages[0].envelope_to
+    assert ["message 0", "message 1", "message 2"] == [m["Subject"] for m in memory.messages]
+    assert ("user@example.com", "hidden@example.com") == memory.envelopes[0].recipients
     assert [] == _messages(tmp_path)
 
 
 def test_leftovers_reach_a_custom_transport_with_bcc(tmp_path: Path) -> None:
-    """A Transport of the user's gets the replayed message back with its Bcc header."""
+    """A Transport of the user's gets the replayed envelope, the Bcc recipient in it."""
     spool = Spool(tmp_path)
     _as_left_by(spool, 7, _dead_pid())
     gate = Gate()
@@ -88,8 +89,9 @@ def test_leftovers_reach_a_custom_transport_with_bcc(tmp_path: Path) -> None:
     mailer.flush(5)
     mailer.close()
 
-    [sent] = gate.memory.messages
-    assert ("user@example.com", "hidden@example.com") == sent.envelope_to
+    [sent] = gate.memory.envelopes
+    assert ("user@example.com", "hidden@example.com") == sent.recipients
+    assert b"hidden@example.com" not in sent.data
 
 
 def test_files_of_live_processes_are_left_alone(tmp_path: Path) -> None:
@@ -123,10 +125,45 @@ def test_damaged_files_are_moved_aside_and_never_stop_the_mailer(
     mailer.flush(5)
     mailer.close()
 
-    assert ["message 1"] == [m.subject for m in memory.messages]
+    assert ["message 1"] == [m["Subject"] for m in memory.messages]
     assert 2 == len(list((tmp_path / "corrupt").iterdir()))
     assert [] == list(tmp_path.glob("*.tmp"))
     assert not good.exists()
+    assert "damaged" in caplog.text
+
+
+def _record(sender: str, recipients: list[str], data: bytes) -> bytes:
+    """A spool file with an intact checksum around whatever envelope fields it is given."""
+    header = json.dumps({"sender": sender, "recipients": recipients}).encode()
+    check = zlib.crc32(data, zlib.crc32(header))
+    return b"MAILRESET-SPOOL 1 %d %d %d\n%s\n%s" % (len(header), len(data), check, header, data)
+
+
+@pytest.mark.parametrize(
+    ("sender", "recipients"),
+    [
+        ("app@example.com", ["user@example.com>\r\nRCPT TO:<victim@evil.test"]),
+        ("app@example.com", []),
+        ("not an address", ["user@example.com"]),
+    ],
+)
+def test_a_record_read_back_is_checked_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sender: str, recipients: list[str]
+) -> None:
+    """A spool file that is intact but holds an envelope no mailer would make is set aside
+    as corrupt, never sent: it passes the checks every Envelope passes."""
+    spool = Spool(tmp_path)
+    pid = _dead_pid()
+    forged = tmp_path / f"00000000000000000000-forged.{pid}.msg"
+    forged.write_bytes(_record(sender, recipients, b"Subject: forged\r\n\r\nx\r\n"))
+    memory = MemoryTransport()
+
+    mailer = ThreadedMailer(memory, spool=spool)
+    mailer.flush(5)
+    mailer.close()
+
+    assert [] == memory.envelopes
+    assert 1 == len(list((tmp_path / "corrupt").iterdir()))
     assert "damaged" in caplog.text
 
 
@@ -167,7 +204,7 @@ def test_unwritable_spool_is_a_configuration_error(tmp_path: Path) -> None:
 CHILD = """
 import sys
 from mailreset import SMTPSettings, ThreadedMailer, Retry
-from tests.mail_factory import make_message
+from tests.mail_factory import make_envelope, make_message
 
 port, spool, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 mailer = ThreadedMailer(SMTPSettings(host="127.0.0.1", port=port), spool=spool, workers=1)
@@ -236,6 +273,6 @@ def test_concurrent_replays_claim_each_file_once(tmp_path: Path) -> None:
         mailer.flush(5)
         mailer.close()
 
-    subjects = [m.subject for memory in memories for m in memory.messages]
+    subjects = [m["Subject"] for memory in memories for m in memory.messages]
     assert 40 == len(subjects)
     assert 40 == len(set(subjects))

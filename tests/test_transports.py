@@ -9,6 +9,7 @@ import pytest
 import trustme
 
 from mailreset import (
+    Envelope,
     InvalidMessage,
     MemoryTransport,
     PermanentFailure,
@@ -19,7 +20,7 @@ from mailreset import (
 )
 from mailreset.testing import CapturedMessage, SMTPSink
 from mailreset.testing._smtp import free_port
-from tests.mail_factory import make_message
+from tests.mail_factory import make_envelope, make_message
 
 Captured = Callable[[], list[CapturedMessage]]
 
@@ -37,7 +38,7 @@ class TransportContract:
         """The envelope is From -> To, Cc and Bcc; the delivery names the Message-ID."""
         message = make_message(1, cc="cc@example.com", bcc="hidden@example.com")
 
-        delivery = transport.send(message)
+        delivery = transport.send(Envelope.from_message(message))
         [received] = captured()
 
         assert "<1.test@example.com>" == delivery.message_id
@@ -52,7 +53,7 @@ class TransportContract:
         """A Bcc header adds an envelope recipient and is stripped from the bytes."""
         message = make_message(2, bcc="hidden@example.com")
 
-        transport.send(message)
+        transport.send(Envelope.from_message(message))
         [received] = captured()
 
         assert b"hidden@example.com" not in received.raw
@@ -63,7 +64,7 @@ class TransportContract:
         message = make_message(3)
         message["Sender"] = "bounces@example.com"
 
-        delivery = transport.send(message)
+        delivery = transport.send(Envelope.from_message(message))
 
         assert "bounces@example.com" == delivery.envelope_from
         assert "bounces@example.com" == captured()[0].envelope_from
@@ -72,7 +73,7 @@ class TransportContract:
         self, transport: Transport, captured: Captured
     ) -> None:
         """The same address in To and Bcc is one envelope recipient."""
-        transport.send(make_message(4, to="a@example.com", bcc="A@example.com"))
+        transport.send(make_envelope(4, to="a@example.com", bcc="A@example.com"))
 
         assert ("a@example.com",) == captured()[0].envelope_to
 
@@ -84,7 +85,7 @@ class TransportContract:
         del message["To"]
 
         with pytest.raises(InvalidMessage, match="no recipient"):
-            transport.send(message)
+            transport.send(Envelope.from_message(message))
         assert [] == captured()
 
     def test_message_without_sender_is_invalid(self, transport: Transport) -> None:
@@ -93,19 +94,23 @@ class TransportContract:
         del message["From"]
 
         with pytest.raises(InvalidMessage, match="no From"):
-            transport.send(message)
+            transport.send(Envelope.from_message(message))
 
-    def test_not_a_message_is_invalid(self, transport: Transport) -> None:
-        """Anything but an email message is refused with InvalidMessage."""
-        with pytest.raises(InvalidMessage, match="EmailMessage"):
-            transport.send("To: a@example.com\r\n\r\nhi")  # type: ignore[arg-type]
+    @pytest.mark.parametrize("value", [make_message(1), b"To: a@example.com\r\n\r\nhi", None])
+    def test_anything_but_an_envelope_is_a_type_error(
+        self, transport: Transport, captured: Captured, value: object
+    ) -> None:
+        """A transport takes an Envelope; a message, bytes or None is a TypeError."""
+        with pytest.raises(TypeError, match="Envelope"):
+            transport.send(value)  # type: ignore[arg-type]
+        assert [] == captured()
 
     def test_sends_again_after_close(self, transport: Transport, captured: Captured) -> None:
         """close() is not the end: the next send opens again."""
         transport.open()
-        transport.send(make_message(7))
+        transport.send(make_envelope(7))
         transport.close()
-        transport.send(make_message(8))
+        transport.send(make_envelope(8))
 
         assert ["message 7", "message 8"] == [message.subject for message in captured()]
 
@@ -113,7 +118,7 @@ class TransportContract:
         self, transport: Transport, captured: Captured
     ) -> None:
         """Dot-stuffing is undone by the server: the body arrives as written."""
-        transport.send(make_message(9, body=".hidden\n..two\nend\n"))
+        transport.send(make_envelope(9, body=".hidden\n..two\nend\n"))
 
         # The capture keeps the wire's CRLF line ends in .text.
         assert ".hidden\n..two\nend\n" == captured()[0].text.replace("\r\n", "\n")
@@ -132,25 +137,25 @@ class TestMemoryTransport(TransportContract):
 
     @pytest.fixture
     def captured(self, memory: MemoryTransport) -> Captured:
-        return lambda: memory.messages
+        return lambda: [CapturedMessage.from_envelope(sent) for sent in memory.envelopes]
 
     def test_records_a_copy(self, memory: MemoryTransport) -> None:
         """Changing a message after sending does not change the record."""
         message = make_message(10)
-        memory.send(message)
+        memory.send(Envelope.from_message(message))
         message.replace_header("Subject", "changed")
 
-        assert "message 10" == memory.messages[0].subject
+        assert "message 10" == memory.messages[0]["Subject"]
 
     def test_fail_next_raises_in_order(self, memory: MemoryTransport) -> None:
         """fail_next makes the next sends raise, then sending works again."""
         memory.fail_next(TemporaryFailure("busy"))
 
         with pytest.raises(TemporaryFailure, match="busy"):
-            memory.send(make_message(11))
-        memory.send(make_message(12))
+            memory.send(make_envelope(11))
+        memory.send(make_envelope(12))
 
-        assert ["message 12"] == [message.subject for message in memory.messages]
+        assert ["message 12"] == [message["Subject"] for message in memory.messages]
 
 
 class TestSMTPTransport(TransportContract):
@@ -170,7 +175,7 @@ class TestSMTPTransport(TransportContract):
     ) -> None:
         """Messages share one persistent connection."""
         for number in range(5):
-            transport.send(make_message(number))
+            transport.send(make_envelope(number))
 
         assert 5 == len(smtp_sink.messages)
         assert 1 == transport.connections_opened
@@ -180,7 +185,7 @@ class TestSMTPTransport(TransportContract):
     ) -> None:
         """A 550 for one recipient lands in Delivery.refused; the others get the message."""
         with smtp_sink.faulty(reject="bad*"):
-            delivery = transport.send(make_message(1, to="good@example.com, bad@example.com"))
+            delivery = transport.send(make_envelope(1, to="good@example.com, bad@example.com"))
 
         assert ("good@example.com",) == delivery.accepted
         assert ["bad@example.com"] == list(delivery.refused)
@@ -192,8 +197,8 @@ class TestSMTPTransport(TransportContract):
     ) -> None:
         """550 for every recipient: PermanentFailure listing them, and the connection lives on."""
         with smtp_sink.faulty(reject="*"), pytest.raises(PermanentFailure) as caught:
-            transport.send(make_message(1, to="a@example.com, b@example.com"))
-        transport.send(make_message(2))
+            transport.send(make_envelope(1, to="a@example.com, b@example.com"))
+        transport.send(make_envelope(2))
 
         assert 550 == caught.value.smtp_code
         assert ["a@example.com", "b@example.com"] == sorted(caught.value.recipients)
@@ -203,8 +208,8 @@ class TestSMTPTransport(TransportContract):
     def test_tempfail_is_temporary(self, transport: SMTPTransport, smtp_sink: SMTPSink) -> None:
         """A 451 to DATA is a TemporaryFailure carrying the code."""
         with smtp_sink.faulty(tempfail_first=1), pytest.raises(TemporaryFailure) as caught:
-            transport.send(make_message(1))
-        transport.send(make_message(2))
+            transport.send(make_envelope(1))
+        transport.send(make_envelope(2))
 
         assert 451 == caught.value.smtp_code
         assert 1 == len(smtp_sink.messages)
@@ -213,10 +218,10 @@ class TestSMTPTransport(TransportContract):
         self, transport: SMTPTransport, smtp_sink: SMTPSink
     ) -> None:
         """A connection lost after the content went out: TemporaryFailure, no silent resend."""
-        transport.send(make_message(1))
+        transport.send(make_envelope(1))
         with smtp_sink.faulty(drop_after_data=True), pytest.raises(TemporaryFailure):
-            transport.send(make_message(2))
-        transport.send(make_message(3))
+            transport.send(make_envelope(2))
+        transport.send(make_envelope(3))
 
         assert ["message 1", "message 3"] == [m.subject for m in smtp_sink.messages]
         assert 2 == transport.connections_opened
@@ -229,7 +234,7 @@ class TestSMTPTransport(TransportContract):
             SMTPTransport(settings) as transport,
             pytest.raises(TemporaryFailure, match="in time"),
         ):
-            transport.send(make_message(1))
+            transport.send(make_envelope(1))
 
 
 @pytest.fixture(scope="module")
@@ -262,10 +267,10 @@ class TestPipelinedSMTPTransport(TransportContract):
     ) -> None:
         """Pipelined replies map to the right recipients, and a full refusal is permanent."""
         with pipelining_sink.faulty(reject="bad*"):
-            delivery = transport.send(make_message(1, to="bad1@example.com, ok@example.com"))
+            delivery = transport.send(make_envelope(1, to="bad1@example.com, ok@example.com"))
             with pytest.raises(PermanentFailure):
-                transport.send(make_message(2, to="bad2@example.com"))
-        transport.send(make_message(3))
+                transport.send(make_envelope(2, to="bad2@example.com"))
+        transport.send(make_envelope(3))
 
         assert ("ok@example.com",) == delivery.accepted
         assert ["bad1@example.com"] == list(delivery.refused)
@@ -277,10 +282,10 @@ def test_reconnects_when_the_server_dropped_the_connection() -> None:
     port = free_port()
     transport = SMTPTransport(SMTPSettings(host="127.0.0.1", port=port))
     with SMTPSink(port=port) as first:
-        transport.send(make_message(1))
+        transport.send(make_envelope(1))
         first.wait_for(1)
     with SMTPSink(port=port) as second:
-        delivery = transport.send(make_message(2))
+        delivery = transport.send(make_envelope(2))
 
         assert ["message 2"] == [message.subject for message in second.messages]
     transport.close()
@@ -295,7 +300,7 @@ def test_server_down_is_temporary() -> None:
     transport = SMTPTransport(SMTPSettings(host="127.0.0.1", port=port, timeout=2))
 
     with pytest.raises(TemporaryFailure, match=f"127.0.0.1:{port}") as caught:
-        transport.send(make_message(1))
+        transport.send(make_envelope(1))
 
     assert caught.value.smtp_code is None
     assert isinstance(caught.value.original_error, ConnectionRefusedError)
@@ -351,8 +356,8 @@ def test_tls_and_auth(
             ssl_context=client_context,
         )
         with SMTPTransport(settings) as transport:
-            transport.send(make_message(1))
-            transport.send(make_message(2))
+            transport.send(make_envelope(1))
+            transport.send(make_envelope(2))
 
         assert 2 == len(sink.wait_for(2))
         assert 1 == transport.connections_opened
@@ -369,7 +374,7 @@ def test_untrusted_certificate_is_a_clear_permanent_failure(
             host="localhost", port=sink.port, starttls=mode == "starttls", ssl=mode == "ssl"
         )
         with pytest.raises(PermanentFailure, match=r"certificate .* did not verify"):
-            SMTPTransport(settings).send(make_message(1))
+            SMTPTransport(settings).send(make_envelope(1))
 
         assert [] == sink.messages
 
@@ -388,7 +393,7 @@ def test_wrong_password_is_permanent(
             ssl_context=client_context,
         )
         with pytest.raises(PermanentFailure, match="AUTH") as caught:
-            SMTPTransport(settings).send(make_message(1))
+            SMTPTransport(settings).send(make_envelope(1))
 
     assert 535 == caught.value.smtp_code
     assert "wrong" not in str(caught.value)
@@ -415,7 +420,7 @@ def test_message_with_cr_lf_in_an_address_is_invalid() -> None:
     message["To"] = "user@example.com\r\nBcc: victim@example.com"
 
     with pytest.raises(InvalidMessage, match="CR or LF"):
-        MemoryTransport().send(message)  # type: ignore[arg-type]
+        Envelope.from_message(message)
 
 
 def test_compat32_message_is_sent(smtp_sink: SMTPSink) -> None:
@@ -428,6 +433,6 @@ def test_compat32_message_is_sent(smtp_sink: SMTPSink) -> None:
     legacy["Subject"] = "legacy"
 
     with SMTPTransport(smtp_sink.settings) as transport:
-        transport.send(legacy)
+        transport.send(Envelope.from_message(legacy))
 
     assert "legacy" == smtp_sink.wait_for(1)[0].subject

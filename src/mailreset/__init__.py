@@ -34,7 +34,13 @@ from mailreset.reset import (
 )
 from mailreset.spool import Spool
 from mailreset.tokens import Claims, TokenService
-from mailreset.transports import MemoryTransport, SMTPSettings, SMTPTransport, Transport
+from mailreset.transports import (
+    Envelope,
+    MemoryTransport,
+    SMTPSettings,
+    SMTPTransport,
+    Transport,
+)
 
 __all__ = [
     "Attachment",
@@ -42,6 +48,7 @@ __all__ = [
     "ConfigurationError",
     "Delivery",
     "DeliveryError",
+    "Envelope",
     "ExpiredToken",
     "InvalidMessage",
     "InvalidToken",

@@ -1,8 +1,12 @@
-"""The SMTP envelope of a message and its bytes on the wire, worked out once.
+"""The checked, serialised form of a message: :class:`Envelope`, made in one place.
 
-Every transport (the real one and its in-memory twin) goes through :func:`prepare`, so they
-validate the same way: a sender, at least one recipient, no CR/LF in an address, Bcc in the
-envelope and never on the wire.
+Every mailer, transport, the spool, RQ and the test outbox go through
+:meth:`Envelope.from_message`, so they check the same way: a sender, at least one recipient,
+no CR/LF in a header or an address, Bcc in the envelope and never on the wire. An envelope
+made any other way (read back from the spool or a queue, or built by hand) passes the same
+field checks.
+
+Public as :class:`mailreset.transports.Envelope`.
 """
 
 from __future__ import annotations
@@ -25,29 +29,12 @@ import attrs
 from mailreset._convert import to_tuple
 from mailreset.errors import InvalidMessage
 
+__all__ = ["Envelope"]
+
 _PARSED_ADDRESSES = headerregistry.AddressHeader
 
 #: Headers that never reach the wire: they only add envelope recipients.
 _HIDDEN = ("Bcc", "Resent-Bcc")
-
-
-@attrs.frozen(kw_only=True)
-class Outgoing:
-    """A message ready for SMTP: its envelope and its CRLF bytes, serialised once.
-
-    Attributes:
-        sender: the ``MAIL FROM`` address.
-        recipients: the ``RCPT TO`` addresses (To, Cc, Bcc; deduplicated, in that order).
-        data: the message as sent (CRLF line ends, no Bcc header), not yet dot-stuffed.
-        message_id: the Message-ID header, with its angle brackets ("" when there is none).
-        smtputf8: True when an address needs the SMTPUTF8 extension.
-    """
-
-    sender: str
-    recipients: tuple[str, ...] = attrs.field(converter=to_tuple)
-    data: bytes = attrs.field(repr=False)
-    message_id: str = ""
-    smtputf8: bool = False
 
 
 def addresses(message: Message, *names: str) -> list[str]:
@@ -73,8 +60,8 @@ def envelope(message: Message) -> tuple[str, tuple[str, ...]]:
 
     The sender is the Sender address, else the From address (as
     :meth:`smtplib.SMTP.send_message` picks it); the recipients are the To, Cc and Bcc
-    addresses, deduplicated case-insensitively, in that order. Transports call this, then
-    transmit :func:`mailreset.messages.wire_bytes`.
+    addresses, deduplicated case-insensitively, in that order (as in
+    :meth:`Envelope.from_message`, which calls this).
 
     Raises :class:`~mailreset.errors.InvalidMessage` when there is no sender or no recipient.
 
@@ -90,29 +77,157 @@ def envelope(message: Message) -> tuple[str, tuple[str, ...]]:
     if not recipients:
         raise InvalidMessage("the message has no recipient: set To, Cc or Bcc")
     for address in (senders[0], *recipients.values()):
-        if any(char in address for char in "\r\n\0<> ") or address.count("@") != 1:
-            raise InvalidMessage(f"not an e-mail address: {address!r}")
+        _check_address(address)
     return senders[0], tuple(recipients.values())
 
 
-def prepare(message: Message) -> Outgoing:
-    """Check ``message`` and serialise it once for SMTP (CRLF, no Bcc).
+def _check_address(address: object) -> None:
+    """Raise InvalidMessage unless ``address`` can go into ``MAIL FROM``/``RCPT TO``."""
+    if (
+        not isinstance(address, str)
+        or any(char in address for char in "\r\n\0<> ")
+        or address.count("@") != 1
+    ):
+        raise InvalidMessage(f"not an e-mail address: {address!r}")
 
-    Raises :class:`~mailreset.errors.InvalidMessage` for a message that must not be sent.
+
+def _check_sender(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    _check_address(value)
+
+
+def _check_recipients(
+    instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
+) -> None:
+    if not value:
+        raise InvalidMessage("the message has no recipient: set To, Cc or Bcc")
+    for address in value:
+        _check_address(address)
+
+
+def _check_data(instance: object, attribute: attrs.Attribute[bytes], value: bytes) -> None:
+    if not isinstance(value, bytes) or not value:
+        raise InvalidMessage(f"Envelope.data must be the message's bytes, not {value!r:.40}")
+
+
+def _check_message_id(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value is not None and (not isinstance(value, str) or _LINE_BREAK.search(value)):
+        raise InvalidMessage(f"Envelope.message_id is not a Message-ID: {value!r}")
+
+
+def _needs_smtputf8(envelope: Envelope) -> bool:
+    # Runs before the validators: a field that is not a string is refused by them, not here.
+    return any(
+        isinstance(address, str) and not address.isascii()
+        for address in (envelope.sender, *envelope.recipients)
+    )
+
+
+def _check_smtputf8(instance: Envelope, attribute: attrs.Attribute[bool], value: bool) -> None:
+    if not value and _needs_smtputf8(instance):
+        raise InvalidMessage("a non-ASCII address needs Envelope.smtputf8=True")
+
+
+def _to_recipients(values: Any) -> tuple[str, ...]:
+    # A lone string would otherwise become a tuple of its characters.
+    return (values,) if isinstance(values, str) else to_tuple(values)
+
+
+@attrs.frozen(kw_only=True)
+class Envelope:
+    """A message ready for delivery: its SMTP envelope and its bytes as on the wire.
+
+    Make one with :meth:`from_message` (the one place where a message is checked and
+    serialised); mailers accept either a message or an envelope. Every envelope, however it
+    was made (by hand, or read back from the spool or a queue), passes the same checks: a
+    sender and at least one recipient that are e-mail addresses, bytes to send, and
+    ``smtputf8`` whenever an address needs it. A :class:`~mailreset.transports.Transport`
+    gets exactly these bytes and recipients.
+
+    Attributes:
+        sender: the ``MAIL FROM`` address.
+        recipients: the ``RCPT TO`` addresses (To, Cc, Bcc; deduplicated, in that order).
+        data: the message as it goes on the wire: CRLF line ends, no Bcc header, not yet
+            dot-stuffed.
+        message_id: the Message-ID header with its angle brackets, or None when there is
+            none.
+        smtputf8: True when an address needs the SMTPUTF8 extension (worked out from the
+            addresses when not given).
+
+    Raises:
+        InvalidMessage: for a field that must not be sent.
+
+    .. versionadded:: 0.1
     """
-    if not isinstance(message, Message):
-        raise InvalidMessage(
-            f"expected an email.message.EmailMessage, not {type(message).__name__}"
+
+    sender: str = attrs.field(validator=_check_sender)
+    recipients: tuple[str, ...] = attrs.field(
+        converter=_to_recipients, validator=_check_recipients
+    )
+    data: bytes = attrs.field(repr=False, validator=_check_data)
+    message_id: str | None = attrs.field(default=None, validator=_check_message_id)
+    smtputf8: bool = attrs.field(
+        default=attrs.Factory(_needs_smtputf8, takes_self=True), validator=_check_smtputf8
+    )
+
+    @classmethod
+    def from_message(cls, message: Message) -> Envelope:
+        """Check ``message`` and serialise it once for delivery (CRLF, no Bcc).
+
+        The sender is the Sender address, else the From address (as
+        :meth:`smtplib.SMTP.send_message` picks it); the recipients are To, Cc and Bcc.
+        The message itself is not changed.
+
+        Raises:
+            TypeError: ``message`` is not an :class:`email.message.Message`.
+            InvalidMessage: a message that must not be sent (a line break in a header, no
+                sender, no recipient, an address that is not one, bytes that cannot be made).
+        """
+        if not isinstance(message, Message):
+            raise TypeError(
+                "expected an email.message.Message (or EmailMessage) or an Envelope, "
+                f"not {type(message).__name__}"
+            )
+        check_header_lines(message)
+        sender, recipients = envelope(message)
+        smtputf8 = not all(address.isascii() for address in (sender, *recipients))
+        if any(name in message for name in _HIDDEN):
+            # As smtplib.send_message does: a shallow copy, since __delitem__ rebinds the
+            # header list instead of mutating the caller's.
+            message = copy.copy(message)
+            for name in _HIDDEN:
+                del message[name]
+        data = _serialise(message, smtputf8)
+        message_id = str(message.get("Message-ID", "")).strip() or None
+        return cls(
+            sender=sender,
+            recipients=recipients,
+            data=data,
+            message_id=message_id,
+            smtputf8=smtputf8,
         )
-    check_header_lines(message)
-    sender, recipients = envelope(message)
-    smtputf8 = not all(address.isascii() for address in (sender, *recipients))
-    if any(name in message for name in _HIDDEN):
-        # As smtplib.send_message does: a shallow copy, since __delitem__ rebinds the
-        # header list instead of mutating the caller's.
-        message = copy.copy(message)
-        for name in _HIDDEN:
-            del message[name]
+
+
+def to_envelope(message: Message | Envelope) -> Envelope:
+    """``message`` as an :class:`Envelope`: what every mailer's ``send`` calls first.
+
+    Raises TypeError for anything but a Message or an Envelope, InvalidMessage for a
+    message that must not be sent.
+    """
+    if isinstance(message, Envelope):
+        return message
+    return Envelope.from_message(message)
+
+
+def require_envelope(transport: object, envelope: object) -> None:
+    """Raise TypeError unless a transport's ``send`` was given an :class:`Envelope`."""
+    if not isinstance(envelope, Envelope):
+        raise TypeError(
+            f"{type(transport).__name__}.send takes an Envelope "
+            f"(Envelope.from_message(message)), not {type(envelope).__name__}"
+        )
+
+
+def _serialise(message: Message, smtputf8: bool) -> bytes:
     base = message.policy if isinstance(message, EmailMessage) else email_policy.compat32
     try:
         buffer = io.BytesIO()
@@ -120,17 +235,9 @@ def prepare(message: Message) -> Outgoing:
         _WireGenerator(buffer, mangle_from_=False, policy=_wire_policy(base, smtputf8)).flatten(
             message
         )
-        data = buffer.getvalue()
+        return buffer.getvalue()
     except (ValueError, TypeError, LookupError) as error:
         raise InvalidMessage(f"the message cannot be serialised: {error}") from error
-    message_id = str(message.get("Message-ID", "")).strip()
-    return Outgoing(
-        sender=sender,
-        recipients=recipients,
-        data=data,
-        message_id=message_id,
-        smtputf8=smtputf8,
-    )
 
 
 @functools.lru_cache(maxsize=16)

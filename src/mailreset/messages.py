@@ -40,7 +40,7 @@ import jinja2
 from markupsafe import Markup
 
 from mailreset._clock import Clock, utc_now
-from mailreset._envelope import envelope, prepare
+from mailreset._envelope import Envelope, envelope
 from mailreset._headers import (
     AddressInput,
     check_header_name,
@@ -602,7 +602,7 @@ def wire_bytes(message: Message) -> bytes:
 
     .. versionadded:: 0.1
     """
-    return prepare(message).data
+    return Envelope.from_message(message).data
 
 
 def _install_translations(

@@ -30,21 +30,18 @@ This module needs the ``rq`` extra: ``pip install 'mailreset[rq]'``.
 
 from __future__ import annotations
 
-import email
-import email.policy
-import email.utils
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from email.message import EmailMessage, Message
+from email.message import Message
 from typing import Any
 
 import attrs
 
-from mailreset._envelope import addresses, prepare
+from mailreset._envelope import Envelope, to_envelope
 from mailreset.errors import (
     ConfigurationError,
     DeliveryError,
@@ -242,7 +239,7 @@ class RQMailer:
         self._watcher = None
         self._closed = False
 
-    def send(self, message: EmailMessage) -> JobFuture:
+    def send(self, message: Message | Envelope) -> JobFuture:
         """Enqueue ``message``; return its :class:`JobFuture` once Redis stored the job.
 
         Raises :class:`~mailreset.errors.InvalidMessage` for a message that must not be sent,
@@ -251,8 +248,8 @@ class RQMailer:
         """
         if self._closed:
             raise MailerClosed("RQMailer.send after close(): make a new RQMailer")
-        outgoing = prepare(message)
-        message_id = outgoing.message_id
+        outgoing = to_envelope(message)
+        message_id = outgoing.message_id or ""
         retries = self.retry.attempts - 1
         options: dict[str, Any] = {}
         if retries:
@@ -498,19 +495,6 @@ def _discard(env_prefix: str) -> None:
             log.debug("mailreset.rq: closing a discarded transport failed", exc_info=True)
 
 
-def _rebuild(sender: str, recipients: list[str], data: bytes) -> Message:
-    """The message to hand to a Transport: the wire bytes, plus Bcc for hidden recipients.
-
-    Parsed with ``compat32`` so that serialising it again gives the same bytes.
-    """
-    message = email.message_from_bytes(data, policy=email.policy.compat32)
-    shown = {address.lower() for address in addresses(message, "To", "Cc")}
-    hidden = [address for address in recipients if address.lower() not in shown]
-    if hidden:
-        message["Bcc"] = ", ".join(hidden)
-    return message
-
-
 def deliver(
     sender: str, recipients: list[str], data: bytes, env_prefix: str = "MAIL_"
 ) -> dict[str, Any]:
@@ -534,7 +518,14 @@ def deliver(
     retries_left = int(job.retries_left or 0) if job is not None else 0
     attempt = retries - retries_left + 1
     try:
-        delivery = _transport(env_prefix).send(_rebuild(sender, recipients, data))
+        # Checked again as every envelope is: a job is data from Redis, not trusted.
+        envelope = Envelope(
+            sender=sender,
+            recipients=recipients,
+            data=data,
+            message_id=meta.get("message_id") or None,
+        )
+        delivery = _transport(env_prefix).send(envelope)
     except TemporaryFailure as error:
         out_of_time = time.time() - float(meta.get("enqueued_at", time.time())) >= float(
             meta.get("deadline", math.inf)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import attrs
 
-from mailreset._envelope import Outgoing
+from mailreset._envelope import Envelope
 from mailreset.errors import ConfigurationError
 
 __all__ = ["Spool"]
@@ -49,11 +49,11 @@ class SpooledMessage:
 
     Attributes:
         path: the file holding it (claimed by this process).
-        outgoing: its envelope and bytes.
+        envelope: the message, checked again as it was read back.
     """
 
     path: Path
-    outgoing: Outgoing
+    envelope: Envelope
 
 
 def _pid_alive(pid: int) -> bool:
@@ -106,24 +106,24 @@ class Spool:
     def __repr__(self) -> str:
         return f"<Spool {str(self.path)!r}>"
 
-    def write(self, outgoing: Outgoing) -> Path:
-        """Store ``outgoing`` durably; return its file. Raises OSError when the disk fails."""
+    def write(self, envelope: Envelope) -> Path:
+        """Store ``envelope`` durably; return its file. Raises OSError when the disk fails."""
         name = f"{time.time_ns():020d}-{secrets.token_hex(6)}.{os.getpid()}"
         final = self.path / f"{name}{_SUFFIX}"
         temporary = self.path / f"{name}{_TMP_SUFFIX}"
         header = json.dumps(
             {
-                "sender": outgoing.sender,
-                "recipients": list(outgoing.recipients),
-                "message_id": outgoing.message_id,
-                "smtputf8": outgoing.smtputf8,
+                "sender": envelope.sender,
+                "recipients": list(envelope.recipients),
+                "message_id": envelope.message_id,
+                "smtputf8": envelope.smtputf8,
             }
         ).encode("utf-8")
-        check = zlib.crc32(outgoing.data, zlib.crc32(header))
-        first = b"%s %d %d %d\n" % (_MAGIC, len(header), len(outgoing.data), check)
+        check = zlib.crc32(envelope.data, zlib.crc32(header))
+        first = b"%s %d %d %d\n" % (_MAGIC, len(header), len(envelope.data), check)
         try:
             with open(temporary, "wb") as file:
-                file.write(first + header + b"\n" + outgoing.data)
+                file.write(first + header + b"\n" + envelope.data)
                 if self.fsync:
                     file.flush()
                     os.fsync(file.fileno())
@@ -153,8 +153,12 @@ class Spool:
             return None
         return target
 
-    def read(self, path: Path) -> Outgoing:
-        """Read one spool file back; raises ValueError when it is damaged."""
+    def read(self, path: Path) -> Envelope:
+        """Read one spool file back, checked again as :class:`Envelope` checks every envelope.
+
+        Raises ValueError (:class:`~mailreset.errors.InvalidMessage` among them) when it is
+        damaged or holds what must not be sent.
+        """
         raw = path.read_bytes()
         first, _, rest = raw.partition(b"\n")
         parts = first.split(b" ")
@@ -165,12 +169,15 @@ class Spool:
         if len(data) != data_size or zlib.crc32(data, zlib.crc32(header)) != check:
             raise ValueError("truncated or damaged")
         fields = json.loads(header)
-        return Outgoing(
-            sender=str(fields["sender"]),
-            recipients=[str(address) for address in fields["recipients"]],
+        if not isinstance(fields, dict) or not isinstance(fields.get("recipients"), list):
+            raise ValueError("the spool file's header is not a mailreset envelope")
+        return Envelope(
+            sender=fields["sender"],
+            recipients=fields["recipients"],
             data=data,
-            message_id=str(fields.get("message_id", "")),
-            smtputf8=bool(fields.get("smtputf8", False)),
+            # Files written before Envelope.message_id could be None hold "" for none.
+            message_id=fields.get("message_id") or None,
+            smtputf8=fields.get("smtputf8", False) is True,
         )
 
     def leftovers(self) -> Iterator[SpooledMessage]:
@@ -196,7 +203,7 @@ class Spool:
             except FileNotFoundError:  # another process claimed it first
                 continue
             try:
-                outgoing = self.read(claimed)
+                envelope = self.read(claimed)
             except (ValueError, KeyError, TypeError, OSError) as error:
                 moved = self.set_aside(claimed, CORRUPT)
                 log.warning(
@@ -206,4 +213,4 @@ class Spool:
                     moved if moved is not None else "nowhere",
                 )
                 continue
-            yield SpooledMessage(claimed, outgoing)
+            yield SpooledMessage(claimed, envelope)

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import functools
 import logging
 import os
@@ -16,22 +18,21 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from email.message import Message
+from email.message import EmailMessage
 from ssl import SSLContext
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
 from mailreset._delivery import Delivery
-from mailreset._envelope import Outgoing, prepare
+from mailreset._envelope import Envelope, require_envelope
 from mailreset._smtp_errors import mapping_smtp_errors, refused_failure, reply_failure
 from mailreset.errors import ConfigurationError, DeliveryError, TemporaryFailure
-from mailreset.testing._capture import CapturedMessage
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["MemoryTransport", "SMTPSettings", "SMTPTransport", "Transport"]
+__all__ = ["Envelope", "MemoryTransport", "SMTPSettings", "SMTPTransport", "Transport"]
 
 log = logging.getLogger("mailreset")
 
@@ -169,8 +170,11 @@ def _tls_context(settings: SMTPSettings) -> ssl.SSLContext:
 class Transport(Protocol):
     """**Protocol:** one way to hand a message to a mail server (or to memory).
 
-    ``open`` is optional to call (``send`` opens what it needs); ``close`` releases the
-    connection. :class:`SMTPTransport` and :class:`MemoryTransport` are also context managers.
+    ``send`` gets an :class:`Envelope`: exactly the bytes and recipients to deliver, already
+    checked (as an HTTP mail API or a DKIM signer wants them). Every mailer calls it the same
+    way for every transport, built-in or not. ``open`` is optional to call (``send`` opens
+    what it needs); ``close`` releases the connection. :class:`SMTPTransport` and
+    :class:`MemoryTransport` are also context managers.
 
     .. versionadded:: 0.1
     """
@@ -179,8 +183,8 @@ class Transport(Protocol):
         """Get ready to send: connect, say EHLO, start TLS, log in."""
         ...
 
-    def send(self, message: Message) -> Delivery:
-        """Deliver ``message`` or raise a :class:`~mailreset.errors.DeliveryError`."""
+    def send(self, envelope: Envelope) -> Delivery:
+        """Deliver ``envelope`` or raise a :class:`~mailreset.errors.DeliveryError`."""
         ...
 
     def close(self) -> None:
@@ -265,22 +269,19 @@ class SMTPTransport:
     ) -> None:
         self.close()
 
-    def send(self, message: Message) -> Delivery:
-        """Send ``message``; return the :class:`~mailreset.mailers.Delivery`.
+    def send(self, envelope: Envelope) -> Delivery:
+        """Send ``envelope``; return the :class:`~mailreset.mailers.Delivery`.
 
-        Raises :class:`~mailreset.errors.InvalidMessage` before connecting for a message that
-        must not be sent, :class:`~mailreset.errors.TemporaryFailure` or
+        Raises :class:`~mailreset.errors.TemporaryFailure` or
         :class:`~mailreset.errors.PermanentFailure` when the server did not take it.
         """
-        return self._send_outgoing(prepare(message))
-
-    def _send_outgoing(self, outgoing: Outgoing) -> Delivery:
+        require_envelope(self, envelope)
         started = time.monotonic()
         with self._lock:
             reused = self._connection is not None
             connection = self._ensure_connection()
             try:
-                refused = self._transaction(connection, outgoing, reused=reused)
+                refused = self._transaction(connection, envelope, reused=reused)
             except _Stale:
                 log.info(
                     "SMTP connection to %s was closed by the server; reconnecting", self._where
@@ -288,13 +289,13 @@ class SMTPTransport:
                 self._drop(polite=False)
                 connection = self._ensure_connection()
                 try:
-                    refused = self._transaction(connection, outgoing, reused=False)
+                    refused = self._transaction(connection, envelope, reused=False)
                 except _Stale as error:  # pragma: no cover - reused=False never raises it
                     raise TemporaryFailure(str(error)) from error
-        accepted = tuple(address for address in outgoing.recipients if address not in refused)
+        accepted = tuple(address for address in envelope.recipients if address not in refused)
         return Delivery(
-            message_id=outgoing.message_id,
-            envelope_from=outgoing.sender,
+            message_id=envelope.message_id or "",
+            envelope_from=envelope.sender,
             accepted=accepted,
             refused=refused,
             attempts=1,
@@ -360,15 +361,15 @@ class SMTPTransport:
     # -- one message --------------------------------------------------------------------------
 
     def _transaction(
-        self, connection: smtplib.SMTP, outgoing: Outgoing, *, reused: bool
+        self, connection: smtplib.SMTP, envelope: Envelope, *, reused: bool
     ) -> dict[str, tuple[int, str]]:
         content_sent = False
         try:
             with mapping_smtp_errors(self._where):
                 try:
                     if self.pipelining and connection.has_extn("pipelining"):
-                        return self._pipelined(connection, outgoing)
-                    return self._stepwise(connection, outgoing)
+                        return self._pipelined(connection, envelope)
+                    return self._stepwise(connection, envelope)
                 except _ContentSent as marker:
                     content_sent = True
                     after_content = marker.error
@@ -403,11 +404,11 @@ class SMTPTransport:
         if code != 250:
             self._drop(polite=False)
 
-    def _mail_options(self, connection: smtplib.SMTP, outgoing: Outgoing) -> list[str]:
+    def _mail_options(self, connection: smtplib.SMTP, envelope: Envelope) -> list[str]:
         options = []
         if connection.has_extn("size"):
-            options.append(f"SIZE={len(outgoing.data)}")
-        if outgoing.smtputf8:
+            options.append(f"SIZE={len(envelope.data)}")
+        if envelope.smtputf8:
             if not connection.has_extn("smtputf8"):
                 raise smtplib.SMTPNotSupportedError(
                     "an address needs SMTPUTF8, which the server does not offer"
@@ -416,46 +417,46 @@ class SMTPTransport:
         return options
 
     def _stepwise(
-        self, connection: smtplib.SMTP, outgoing: Outgoing
+        self, connection: smtplib.SMTP, envelope: Envelope
     ) -> dict[str, tuple[int, str]]:
-        code, reply = connection.mail(outgoing.sender, self._mail_options(connection, outgoing))
+        code, reply = connection.mail(envelope.sender, self._mail_options(connection, envelope))
         if code != 250:
             raise reply_failure(code, reply, what=f"MAIL FROM at {self._where}")
         refused: dict[str, tuple[int, str]] = {}
-        for address in outgoing.recipients:
+        for address in envelope.recipients:
             code, reply = connection.rcpt(address)
             if code in _STALE_CODES:
                 raise reply_failure(code, reply, what=f"RCPT TO at {self._where}")
             if code not in (250, 251):
                 refused[address] = (code, reply.decode("utf-8", "replace"))
-        if len(refused) == len(outgoing.recipients):
+        if len(refused) == len(envelope.recipients):
             raise refused_failure(refused)
         code, reply = connection.docmd("DATA")
         if code != 354:
             raise reply_failure(code, reply, what=f"DATA at {self._where}")
-        self._finish_data(connection, outgoing)
+        self._finish_data(connection, envelope)
         return refused
 
     def _pipelined(
-        self, connection: smtplib.SMTP, outgoing: Outgoing
+        self, connection: smtplib.SMTP, envelope: Envelope
     ) -> dict[str, tuple[int, str]]:
-        encoding = "utf-8" if outgoing.smtputf8 else "ascii"
-        options = " ".join(self._mail_options(connection, outgoing))
-        lines = [f"MAIL FROM:<{outgoing.sender}>{' ' if options else ''}{options}\r\n"]
-        lines.extend(f"RCPT TO:<{address}>\r\n" for address in outgoing.recipients)
+        encoding = "utf-8" if envelope.smtputf8 else "ascii"
+        options = " ".join(self._mail_options(connection, envelope))
+        lines = [f"MAIL FROM:<{envelope.sender}>{' ' if options else ''}{options}\r\n"]
+        lines.extend(f"RCPT TO:<{address}>\r\n" for address in envelope.recipients)
         lines.append("DATA\r\n")
         connection.send("".join(lines).encode(encoding))
         mail_code, mail_reply = connection.getreply()
         refused: dict[str, tuple[int, str]] = {}
         stale: tuple[int, bytes] | None = None
-        for address in outgoing.recipients:
+        for address in envelope.recipients:
             code, reply = connection.getreply()
             if code in _STALE_CODES:
                 stale = (code, reply)
             if code not in (250, 251):
                 refused[address] = (code, reply.decode("utf-8", "replace"))
         data_code, data_reply = connection.getreply()
-        if data_code == 354 and (mail_code != 250 or len(refused) == len(outgoing.recipients)):
+        if data_code == 354 and (mail_code != 250 or len(refused) == len(envelope.recipients)):
             # RFC 2920: a server that said 354 anyway gets an empty message, then we stop.
             connection.send(b".\r\n")
             connection.getreply()
@@ -463,15 +464,15 @@ class SMTPTransport:
             raise reply_failure(mail_code, mail_reply, what=f"MAIL FROM at {self._where}")
         if stale is not None:
             raise reply_failure(*stale, what=f"RCPT TO at {self._where}")
-        if len(refused) == len(outgoing.recipients):
+        if len(refused) == len(envelope.recipients):
             raise refused_failure(refused)
         if data_code != 354:
             raise reply_failure(data_code, data_reply, what=f"DATA at {self._where}")
-        self._finish_data(connection, outgoing)
+        self._finish_data(connection, envelope)
         return refused
 
-    def _finish_data(self, connection: smtplib.SMTP, outgoing: Outgoing) -> None:
-        data = _PERIOD_AT_LINE_START.sub(b"..", outgoing.data)
+    def _finish_data(self, connection: smtplib.SMTP, envelope: Envelope) -> None:
+        data = _PERIOD_AT_LINE_START.sub(b"..", envelope.data)
         if not data.endswith(b"\r\n"):
             data += b"\r\n"
         try:
@@ -492,16 +493,15 @@ class _ContentSent(Exception):
 
 
 class MemoryTransport:
-    """The in-memory twin of :class:`SMTPTransport`, for tests: it records what it sends.
+    """The in-memory twin of :class:`SMTPTransport`, for tests: it records what it is sent.
 
-    It runs the same checks and serialisation as the real transport (envelope from
-    Sender/From, recipients from To/Cc/Bcc, Bcc never in the bytes), then stores a
-    :class:`~mailreset.testing.CapturedMessage` copy, so later changes to the message do not
-    show. :meth:`fail_next` makes the next sends raise, to test what happens on failure.
+    It gets what every transport gets, an :class:`Envelope` (checked and serialised once by
+    :meth:`Envelope.from_message`), and records it: :attr:`envelopes` holds what it was
+    sent, :attr:`messages` the same bytes parsed back as a server would read them.
+    :meth:`fail_next` makes the next sends raise, to test what happens on failure.
     Thread-safe.
 
     Attributes:
-        messages: what was sent, oldest first (a copy of the list).
         is_open: whether :meth:`open` was called since the last :meth:`close`.
         opened: how many times it was opened.
 
@@ -509,24 +509,36 @@ class MemoryTransport:
     """
 
     def __init__(self) -> None:
-        self._messages: list[CapturedMessage] = []
+        self._envelopes: list[Envelope] = []
         self._failures: list[BaseException] = []
         self._lock = threading.Lock()
         self.is_open = False
         self.opened = 0
 
     def __repr__(self) -> str:
-        return f"<MemoryTransport messages={len(self._messages)}>"
+        return f"<MemoryTransport messages={len(self._envelopes)}>"
 
     @property
-    def messages(self) -> list[CapturedMessage]:
-        """A snapshot of the sent messages, oldest first."""
+    def envelopes(self) -> list[Envelope]:
+        """A snapshot of the envelopes sent, oldest first."""
         with self._lock:
-            return list(self._messages)
+            return list(self._envelopes)
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        """The messages sent, oldest first, parsed from their bytes (``policy.default``).
+
+        Bcc is not among their headers (it never goes on the wire): see :attr:`envelopes`
+        for every recipient.
+        """
+        return [
+            email.message_from_bytes(envelope.data, policy=email.policy.default)
+            for envelope in self.envelopes
+        ]
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._messages)
+            return len(self._envelopes)
 
     def open(self) -> None:
         """Mark the transport open (nothing to connect)."""
@@ -557,29 +569,21 @@ class MemoryTransport:
             self._failures.extend(errors)
 
     def clear(self) -> None:
-        """Forget the recorded messages and pending failures."""
+        """Forget the recorded envelopes and pending failures."""
         with self._lock:
-            self._messages.clear()
+            self._envelopes.clear()
             self._failures.clear()
 
-    def send(self, message: Message) -> Delivery:
-        """Check and record ``message``; return its Delivery (every recipient accepted)."""
-        return self._send_outgoing(prepare(message))
-
-    def _send_outgoing(self, outgoing: Outgoing) -> Delivery:
+    def send(self, envelope: Envelope) -> Delivery:
+        """Record ``envelope``; return its Delivery (every recipient accepted)."""
+        require_envelope(self, envelope)
         self.open()
         with self._lock:
             if self._failures:
                 raise self._failures.pop(0)
-            self._messages.append(
-                CapturedMessage(
-                    raw=outgoing.data,
-                    envelope_from=outgoing.sender,
-                    envelope_to=outgoing.recipients,
-                )
-            )
+            self._envelopes.append(envelope)
         return Delivery(
-            message_id=outgoing.message_id,
-            envelope_from=outgoing.sender,
-            accepted=outgoing.recipients,
+            message_id=envelope.message_id or "",
+            envelope_from=envelope.sender,
+            accepted=envelope.recipients,
         )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-from email.message import EmailMessage
+from email.message import Message
 
 import mailreset
 from mailreset.reset import MemoryUser, PasswordPolicy, RateLimiter, UserStore
 
 
 class DiscardMailer:
-    def send(self, message: EmailMessage) -> Future[mailreset.Delivery]:
+    def send(self, message: Message | mailreset.Envelope) -> Future[mailreset.Delivery]:
         return Future()
 
     def close(self) -> None:

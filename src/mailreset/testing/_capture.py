@@ -22,6 +22,7 @@ import attrs
 
 from mailreset._clock import utc_now
 from mailreset._convert import to_tuple
+from mailreset.transports import Envelope
 
 __all__ = ["CapturedMessage", "extract_links", "extract_token"]
 
@@ -70,6 +71,18 @@ class CapturedMessage:
             raw=raw,
             envelope_from=envelope_from,
             envelope_to=tuple(envelope_to),
+            received_at=received_at or utc_now(),
+        )
+
+    @classmethod
+    def from_envelope(
+        cls, envelope: Envelope, *, received_at: datetime | None = None
+    ) -> CapturedMessage:
+        """Capture what a transport was given: the envelope's bytes, sender and recipients."""
+        return cls(
+            raw=envelope.data,
+            envelope_from=envelope.sender,
+            envelope_to=envelope.recipients,
             received_at=received_at or utc_now(),
         )
 

@@ -12,7 +12,7 @@ from email.message import Message
 
 from mailreset._clock import Clock, utc_now
 from mailreset._delivery import Delivery
-from mailreset._envelope import prepare
+from mailreset._envelope import Envelope, to_envelope
 from mailreset.errors import MailerClosed
 from mailreset.testing._capture import CapturedMessage
 from mailreset.testing._store import CaptureStore
@@ -46,11 +46,12 @@ class Outbox(CaptureStore):
 
     # -- the Mailer protocol --------------------------------------------------------------
 
-    def send(self, message: Message) -> Future[Delivery]:
+    def send(self, message: Message | Envelope) -> Future[Delivery]:
         """Validate and record a copy of ``message``; return a done Future of its Delivery.
 
-        Raises :class:`~mailreset.errors.InvalidMessage` for a message no transport would
-        send, and :class:`~mailreset.errors.MailerClosed` after :meth:`close`.
+        Raises :class:`TypeError` for anything but a Message or an Envelope,
+        :class:`~mailreset.errors.InvalidMessage` for a message no transport would send, and
+        :class:`~mailreset.errors.MailerClosed` after :meth:`close`.
         """
         captured = self._capture(message)
         with self._closing:
@@ -77,12 +78,6 @@ class Outbox(CaptureStore):
 
     # -- validation -----------------------------------------------------------------------
 
-    def _capture(self, message: Message) -> CapturedMessage:
+    def _capture(self, message: Message | Envelope) -> CapturedMessage:
         # The transports' own check and serialisation: what passes here passes there.
-        outgoing = prepare(message)
-        return CapturedMessage(
-            raw=outgoing.data,
-            envelope_from=outgoing.sender,
-            envelope_to=outgoing.recipients,
-            received_at=self._clock(),
-        )
+        return CapturedMessage.from_envelope(to_envelope(message), received_at=self._clock())

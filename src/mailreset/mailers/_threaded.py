@@ -1,15 +1,9 @@
-"""Getting messages to a transport off the request path: mailers and their value objects.
-
-.. versionadded:: 0.1
-"""
+"""ThreadedMailer: a bounded queue and a pool of worker threads, each with one connection."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import email
-import email.policy
-import email.utils
 import logging
 import os
 import queue
@@ -18,17 +12,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import datetime
-from email.message import EmailMessage, Message
-from typing import Any, Protocol, runtime_checkable
-
-import attrs
+from email.message import Message
+from pathlib import Path
+from typing import Any
 
 from mailreset._clock import Clock, utc_now
 from mailreset._delivery import Delivery
-from mailreset._envelope import Outgoing, prepare
-from mailreset._future import PendingDelivery
-from mailreset._redact import redact
+from mailreset._envelope import Envelope, to_envelope
 from mailreset.errors import (
     ConfigurationError,
     DeliveryError,
@@ -37,240 +27,27 @@ from mailreset.errors import (
     QueueFull,
     TemporaryFailure,
 )
-from mailreset.spool import Spool
-from mailreset.transports import MemoryTransport, SMTPSettings, SMTPTransport, Transport
-
-__all__ = ["Delivery", "Mailer", "Retry", "SyncMailer", "ThreadedMailer"]
+from mailreset.mailers._protocol import OnFailure, check_on_failure, report
+from mailreset.mailers._replay import replay
+from mailreset.mailers._retry import Retry, Sleep, deliver
+from mailreset.spool import Spool, SpooledMessage
+from mailreset.transports import SMTPSettings, SMTPTransport, Transport
 
 log = logging.getLogger("mailreset")
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigurationError(
-            f"Retry.{attribute.name} must be a number of seconds >= 0, not {value!r}"
-        )
+class _Job:
+    """One queued message: its Future, its envelope, its spool file and the original message."""
 
+    __slots__ = ("envelope", "future", "message", "path")
 
-def _attempts(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"Retry.attempts must be a whole number >= 1, not {value!r}")
+    def __init__(self, envelope: Envelope, path: Path | None, message: Message | None) -> None:
+        self.future: Future[Delivery] = Future()
+        self.envelope = envelope
+        self.path = path
+        #: What the caller passed, for on_failure; None for an Envelope or a spooled one.
+        self.message = message
 
-
-@attrs.frozen(kw_only=True)
-class Retry:
-    """How temporary failures are retried: exponential backoff with full jitter.
-
-    The n-th retry waits a random time up to ``min(maximum, initial * 2 ** (n - 1))``; no retry
-    starts after ``deadline`` seconds from the first attempt. Permanent failures are never
-    retried. ``Retry(attempts=1)`` turns retrying off.
-
-    Attributes:
-        attempts: the most attempts for one message, the first included.
-        initial: the first backoff ceiling, in seconds.
-        maximum: the largest backoff ceiling, in seconds.
-        deadline: seconds after which a message is given up, whatever ``attempts`` says.
-
-    .. versionadded:: 0.1
-    """
-
-    attempts: int = attrs.field(default=5, validator=_attempts)
-    initial: float = attrs.field(default=0.5, validator=_positive)
-    maximum: float = attrs.field(default=30.0, validator=_positive)
-    deadline: float = attrs.field(default=300.0, validator=_positive)
-
-    def ceiling(self, retry_number: int) -> float:
-        """The backoff ceiling before retry number ``retry_number`` (1-based)."""
-        return float(min(self.maximum, self.initial * 2 ** (retry_number - 1)))
-
-
-@runtime_checkable
-class Mailer(Protocol):
-    """**Protocol:** something that accepts messages for delivery.
-
-    ``send`` returns at once with a :class:`~concurrent.futures.Future` that ends in a
-    :class:`Delivery` or in the :class:`~mailreset.errors.DeliveryError` that stopped it.
-
-    .. versionadded:: 0.1
-    """
-
-    def send(self, message: EmailMessage) -> Future[Delivery]:
-        """Accept ``message`` for delivery; the Future tells how it went."""
-        ...
-
-    def close(self) -> None:
-        """Deliver what was accepted, then release every resource."""
-        ...
-
-
-# -- delivery with retries -------------------------------------------------------------------
-
-Sleep = Callable[[float], None]
-OnFailure = Callable[[Message, BaseException], None]
-
-
-def _message_of(outgoing: Outgoing) -> EmailMessage:
-    """An EmailMessage back from spooled bytes, Bcc recipients restored as a Bcc header."""
-    message = email.message_from_bytes(outgoing.data, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)  # policy.default always makes one
-    shown = {
-        address.lower()
-        for _, address in email.utils.getaddresses(
-            [str(value) for name in ("To", "Cc") for value in message.get_all(name, ())]
-        )
-    }
-    hidden = [address for address in outgoing.recipients if address.lower() not in shown]
-    if hidden:
-        message["Bcc"] = ", ".join(hidden)
-    return message
-
-
-def _send_once(transport: Transport, item: Message | Outgoing) -> Delivery:
-    if isinstance(transport, (SMTPTransport, MemoryTransport)):
-        outgoing = item if isinstance(item, Outgoing) else prepare(item)
-        return transport._send_outgoing(outgoing)
-    message = _message_of(item) if isinstance(item, Outgoing) else item
-    return transport.send(message)
-
-
-def _elapsed(clock: Clock, started: datetime) -> float:
-    return (clock() - started).total_seconds()
-
-
-def _deliver(
-    transport: Transport,
-    item: Message | Outgoing,
-    retry: Retry,
-    *,
-    clock: Clock,
-    sleep: Sleep,
-    jitter: Callable[[], float],
-    stopping: Callable[[], bool] = lambda: False,
-) -> Delivery:
-    """Send ``item``, retrying temporary failures as ``retry`` says; raise the final error."""
-    started = clock()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            delivery = _send_once(transport, item)
-        except TemporaryFailure as error:
-            delay = retry.ceiling(attempt) * jitter()
-            elapsed = _elapsed(clock, started)
-            if attempt >= retry.attempts or elapsed + delay > retry.deadline:
-                raise
-            log.info(
-                "temporary failure (attempt %d of %d), retrying in %.2fs: %s",
-                attempt,
-                retry.attempts,
-                delay,
-                redact(str(error)),
-            )
-            sleep(delay)
-            continue
-        if attempt == 1 and clock is utc_now and isinstance(transport, SMTPTransport):
-            # SMTPTransport timed the one attempt with a monotonic clock already: skip the
-            # datetime arithmetic and the copy on the common path.
-            return delivery
-        return attrs.evolve(delivery, attempts=attempt, elapsed=_elapsed(clock, started))
-
-
-def _report(on_failure: OnFailure | None, message: Message, error: BaseException) -> None:
-    log.warning("message %s not delivered: %s", message.get("Message-ID", "?"), redact(str(error)))
-    if on_failure is None:
-        return
-    try:
-        on_failure(message, error)
-    except Exception:
-        log.exception("on_failure raised; the failure it was told about is logged above")
-
-
-def _check_on_failure(on_failure: object) -> None:
-    if on_failure is not None and not callable(on_failure):
-        raise ConfigurationError(
-            f"on_failure must be a callable (message, error), not {on_failure!r}"
-        )
-
-
-class SyncMailer:
-    """Sends in the caller's thread; the returned Future is already done.
-
-    For scripts, tests and task queues that already run off the request path. An invalid
-    message raises :class:`~mailreset.errors.InvalidMessage` from ``send``; a delivery failure
-    ends the Future (and goes to ``on_failure``).
-
-    Args:
-        transport: a :class:`~mailreset.transports.Transport` or :class:`SMTPSettings`.
-        retry: how temporary failures are retried; None (the default) means not at all,
-            since retrying blocks the caller.
-        on_failure: called as ``on_failure(message, error)`` for each final failure.
-
-    .. versionadded:: 0.1
-    """
-
-    def __init__(
-        self,
-        transport: Transport | SMTPSettings,
-        *,
-        retry: Retry | None = None,
-        on_failure: OnFailure | None = None,
-        clock: Clock | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        if isinstance(transport, SMTPSettings):
-            transport = SMTPTransport(transport)
-        if not isinstance(transport, Transport):
-            raise ConfigurationError(
-                f"SyncMailer needs a Transport or SMTPSettings, not {type(transport).__name__}"
-            )
-        _check_on_failure(on_failure)
-        self.transport = transport
-        self.retry = retry if retry is not None else Retry(attempts=1)
-        self.on_failure = on_failure
-        self._clock = clock or utc_now
-        self._sleep = sleep or time.sleep
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"<SyncMailer {self.transport!r}>"
-
-    def send(self, message: Message) -> Future[Delivery]:
-        """Deliver ``message`` now; return a done Future with the Delivery or the error."""
-        if self._closed:
-            raise MailerClosed("this SyncMailer is closed")
-        outgoing = prepare(message)
-        future: Future[Delivery] = Future()
-        try:
-            delivery = _deliver(
-                self.transport,
-                outgoing
-                if isinstance(self.transport, (SMTPTransport, MemoryTransport))
-                else message,
-                self.retry,
-                clock=self._clock,
-                sleep=self._sleep,
-                jitter=random.random,
-            )
-        except DeliveryError as error:
-            future.set_exception(error)
-            _report(self.on_failure, message, error)
-        else:
-            future.set_result(delivery)
-        return future
-
-    def close(self) -> None:
-        """Close the transport; later sends raise MailerClosed."""
-        self._closed = True
-        self.transport.close()
-
-    def __enter__(self) -> SyncMailer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-# -- the threaded mailer -----------------------------------------------------------------------
 
 TransportSource = SMTPSettings | Transport | Callable[[], Transport]
 
@@ -366,7 +143,7 @@ class ThreadedMailer:
         self.exit_timeout = _seconds("exit_timeout", exit_timeout)
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError(f"ThreadedMailer retry must be a Retry, not {retry!r}")
-        _check_on_failure(on_failure)
+        check_on_failure(on_failure)
         self._factory, self.workers = _resolve(transport, workers)
         self.retry = retry if retry is not None else Retry()
         self.on_failure = on_failure
@@ -382,9 +159,8 @@ class ThreadedMailer:
             self.start()
 
     def _new_process_state(self) -> None:
-        self._pid = os.getpid()
         self._fork = _forks[0]
-        self._queue: queue.Queue[PendingDelivery] = queue.Queue(self.max_queue)
+        self._queue: queue.Queue[_Job] = queue.Queue(self.max_queue)
         self._lock = threading.Lock()
         self._live = 0  # worker threads alive
         self._idle = 0  # of which waiting for a message
@@ -403,33 +179,38 @@ class ThreadedMailer:
 
     # -- the caller's side -------------------------------------------------------------------
 
-    def send(self, message: Message, *, timeout: float | None = None) -> Future[Delivery]:
+    def send(
+        self, message: Message | Envelope, *, timeout: float | None = None
+    ) -> Future[Delivery]:
         """Queue ``message`` for delivery; return its Future at once.
+
+        The message is checked and serialised here (:meth:`Envelope.from_message`), so
+        anything but a Message or an Envelope raises :class:`TypeError` and an invalid
+        message raises :class:`~mailreset.errors.InvalidMessage` in the caller's thread, before
+        anything is queued. With a spool, the envelope is on disk before ``send`` returns.
 
         Raises :class:`~mailreset.errors.QueueFull` when ``max_queue`` messages wait (at once,
         or after ``timeout`` seconds when given), :class:`~mailreset.errors.MailerClosed`
-        after :meth:`close`. With a spool, the message is serialised and on disk first, so an
-        invalid one raises :class:`~mailreset.errors.InvalidMessage` here; without, it ends
-        its Future.
+        after :meth:`close`.
         """
         if self._closed:
             raise MailerClosed("this ThreadedMailer is closed; make a new one to send more")
         if self._fork != _forks[0]:
             self._after_fork()
-        # The hot path: no serialisation, no lock but the queue's, few allocations.
-        if self.spool is None:
-            future = PendingDelivery(message, None, message)
-        else:
-            outgoing = prepare(message)
-            future = PendingDelivery(outgoing, self.spool.write(outgoing), message)
+        envelope = to_envelope(message)
+        job = _Job(
+            envelope,
+            None if self.spool is None else self.spool.write(envelope),
+            message if isinstance(message, Message) else None,
+        )
         try:
             if timeout is None:
-                self._queue.put(future, False)  # put_nowait is one more call frame
+                self._queue.put(job, False)  # put_nowait is one more call frame
             else:
-                self._queue.put(future, timeout=timeout)
+                self._queue.put(job, timeout=timeout)
         except queue.Full:
-            if future.path is not None:
-                self.spool.remove(future.path)  # type: ignore[union-attr]
+            if job.path is not None and self.spool is not None:
+                self.spool.remove(job.path)
             raise QueueFull(
                 f"{self.max_queue} messages are waiting (max_queue); raise max_queue or "
                 "workers, or pass send(..., timeout=seconds) to wait for room"
@@ -441,7 +222,7 @@ class ThreadedMailer:
             # else would add the connection this message waits for.
             self._starved = False
             self._maybe_grow()
-        return future
+        return job.future
 
     def start(self) -> None:
         """Start the first worker (and the spool replay) now instead of on the first send."""
@@ -455,10 +236,13 @@ class ThreadedMailer:
                 self._started = True
                 if self.spool is not None:
                     self._replayed.clear()
-                    replay = threading.Thread(
-                        target=self._replay, name="mailreset-spool-replay", daemon=True
+                    replaying = threading.Thread(
+                        target=replay,
+                        args=(self.spool, self._requeue, self._replayed),
+                        name="mailreset-spool-replay",
+                        daemon=True,
                     )
-                    replay.start()
+                    replaying.start()
             if self._live == 0:
                 self._spawn()
 
@@ -528,9 +312,9 @@ class ThreadedMailer:
                     "the mailer closed before sending this message (close(timeout=...) ran "
                     "out)" + ("; it stays in the spool for the next start" if item.path else "")
                 )
-                if item.set_running_or_notify_cancel():
-                    item.set_exception(error)
-                _report(self.on_failure, item.message or _message_of(item.payload), error)
+                if item.future.set_running_or_notify_cancel():
+                    item.future.set_exception(error)
+                report(self.on_failure, item.message, item.envelope, error)
             self._queue.task_done()
 
     def _close_at_exit(self) -> None:
@@ -582,7 +366,7 @@ class ThreadedMailer:
         transport: Transport | None = None
         try:
             while True:
-                item: PendingDelivery | None
+                item: _Job | None
                 try:
                     # While messages wait, take the next one without the idle bookkeeping.
                     item = self._queue.get_nowait()
@@ -612,7 +396,7 @@ class ThreadedMailer:
                 with contextlib.suppress(Exception):
                     transport.close()
 
-    def _wait_for_work(self) -> PendingDelivery | None:
+    def _wait_for_work(self) -> _Job | None:
         """The next queued item, or None after ``idle_timeout``; counted as idle meanwhile."""
         with self._lock:
             self._idle += 1
@@ -637,16 +421,16 @@ class ThreadedMailer:
                 return False
         return True
 
-    def _handle(self, future: PendingDelivery, transport: Transport) -> None:
-        payload, path, message = future.payload, future.path, future.message
+    def _handle(self, job: _Job, transport: Transport) -> None:
+        future, path = job.future, job.path
         if not future.set_running_or_notify_cancel():
             if path is not None and self.spool is not None:
                 self.spool.remove(path)
             return
         try:
-            delivery = _deliver(
+            delivery = deliver(
                 transport,
-                payload,
+                job.envelope,
                 self.retry,
                 clock=self._clock,
                 sleep=self._backoff,
@@ -658,23 +442,12 @@ class ThreadedMailer:
             future.set_exception(error)
             if not isinstance(error, (DeliveryError, InvalidMessage)):
                 log.error("unexpected error from %r", transport, exc_info=error)
-            _report(self.on_failure, message or _message_of(payload), error)
+            report(self.on_failure, job.message, job.envelope, error)
             return
         if path is not None and self.spool is not None:
             self.spool.remove(path)
         future.set_result(delivery)
 
-    def _replay(self) -> None:
-        spool = self.spool
-        assert spool is not None  # only started with a spool
-        try:
-            count = 0
-            for left in spool.leftovers():
-                self._queue.put(PendingDelivery(left.outgoing, left.path, None))
-                count += 1
-            if count:
-                log.info("queued %d message(s) left in the spool %s", count, spool.path)
-        except Exception:
-            log.exception("the spool replay stopped; the rest stays on disk for the next start")
-        finally:
-            self._replayed.set()
+    def _requeue(self, left: SpooledMessage) -> None:
+        """Queue a message the spool replay found (blocking while the queue is full)."""
+        self._queue.put(_Job(left.envelope, left.path, None))

@@ -1,0 +1,20 @@
+"""Getting messages to a transport off the request path: mailers and their value objects.
+
+One concern per module:
+
+- ``_protocol``: the :class:`Mailer` protocol and how a final failure is reported;
+- ``_retry``: :class:`Retry` and the loop that retries temporary failures;
+- ``_sync``: :class:`SyncMailer`, sending in the caller's thread;
+- ``_threaded``: :class:`ThreadedMailer`, its queue and its pool of worker threads;
+- ``_replay``: putting what an earlier process left in the spool back on the queue.
+
+.. versionadded:: 0.1
+"""
+
+from mailreset._delivery import Delivery
+from mailreset.mailers._protocol import Mailer
+from mailreset.mailers._retry import Retry
+from mailreset.mailers._sync import SyncMailer
+from mailreset.mailers._threaded import ThreadedMailer
+
+__all__ = ["Delivery", "Mailer", "Retry", "SyncMailer", "ThreadedMailer"]

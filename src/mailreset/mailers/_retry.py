@@ -1,0 +1,100 @@
+"""Retrying temporary failures: the :class:`Retry` policy and the loop that follows it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import attrs
+
+from mailreset._clock import Clock
+from mailreset._delivery import Delivery
+from mailreset._envelope import Envelope
+from mailreset._redact import redact
+from mailreset.errors import ConfigurationError, TemporaryFailure
+from mailreset.transports import Transport
+
+log = logging.getLogger("mailreset")
+
+#: How a backoff waits (``time.sleep``; tests pass a fake).
+Sleep = Callable[[float], None]
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigurationError(
+            f"Retry.{attribute.name} must be a number of seconds >= 0, not {value!r}"
+        )
+
+
+def _attempts(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"Retry.attempts must be a whole number >= 1, not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Retry:
+    """How temporary failures are retried: exponential backoff with full jitter.
+
+    The n-th retry waits a random time up to ``min(maximum, initial * 2 ** (n - 1))``; no retry
+    starts after ``deadline`` seconds from the first attempt. Permanent failures are never
+    retried. ``Retry(attempts=1)`` turns retrying off.
+
+    Attributes:
+        attempts: the most attempts for one message, the first included.
+        initial: the first backoff ceiling, in seconds.
+        maximum: the largest backoff ceiling, in seconds.
+        deadline: seconds after which a message is given up, whatever ``attempts`` says.
+
+    .. versionadded:: 0.1
+    """
+
+    attempts: int = attrs.field(default=5, validator=_attempts)
+    initial: float = attrs.field(default=0.5, validator=_positive)
+    maximum: float = attrs.field(default=30.0, validator=_positive)
+    deadline: float = attrs.field(default=300.0, validator=_positive)
+
+    def ceiling(self, retry_number: int) -> float:
+        """The backoff ceiling before retry number ``retry_number`` (1-based)."""
+        return float(min(self.maximum, self.initial * 2 ** (retry_number - 1)))
+
+
+def _elapsed(clock: Clock, started: datetime) -> float:
+    return (clock() - started).total_seconds()
+
+
+def deliver(
+    transport: Transport,
+    envelope: Envelope,
+    retry: Retry,
+    *,
+    clock: Clock,
+    sleep: Sleep,
+    jitter: Callable[[], float],
+) -> Delivery:
+    """Send ``envelope``, retrying temporary failures as ``retry`` says; raise the final error.
+
+    Every transport gets the same call, ``transport.send(envelope)``.
+    """
+    started = clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            delivery = transport.send(envelope)
+        except TemporaryFailure as error:
+            delay = retry.ceiling(attempt) * jitter()
+            elapsed = _elapsed(clock, started)
+            if attempt >= retry.attempts or elapsed + delay > retry.deadline:
+                raise
+            log.info(
+                "temporary failure (attempt %d of %d), retrying in %.2fs: %s",
+                attempt,
+                retry.attempts,
+                delay,
+                redact(str(error)),
+            )
+            sleep(delay)
+            continue
+        return attrs.evolve(delivery, attempts=attempt, elapsed=_elapsed(clock, started))
