@@ -127,10 +127,16 @@ class SQLiteUsers:
         """The password hash: a new password (with its new salt) kills every reset token."""
         return user.password_hash
 
-    def set_password(self, user: User, new_password: str) -> None:
-        """Store a new hash."""
+    def set_password(self, user: User, new_password: str, *, expected_state: str) -> bool:
+        """Store a new hash if the stored one is still ``expected_state``; whether it did.
+
+        One statement compares and sets, so of two processes completing one reset link at
+        once exactly one changes the password (the other gets False: the flow's StaleToken).
+        """
+        new_hash = self._hash(new_password)
         with self._db() as db:
-            db.execute(
-                "UPDATE users SET password_hash = ? WHERE id = ?",
-                (self._hash(new_password), user.id),
+            cursor = db.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+                (new_hash, user.id, expected_state),
             )
+        return cursor.rowcount == 1

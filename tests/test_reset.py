@@ -503,6 +503,84 @@ def test_one_link_posted_twice_at_once_resets_once(
     assert ["ok", "stale"] == sorted(outcomes)
 
 
+class _MeetBeforeWriting:
+    """A store whose set_password waits until every caller got there: all have verified."""
+
+    def __init__(self, wrapped: MemoryUserStore, parties: int) -> None:
+        self._wrapped = wrapped
+        self._meet = threading.Barrier(parties)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._wrapped, attribute)
+
+    def set_password(self, user: MemoryUser, new_password: str, *, expected_state: str) -> bool:
+        self._meet.wait(10)
+        return self._wrapped.set_password(user, new_password, expected_state=expected_state)
+
+
+def test_one_link_completed_by_two_flows_resets_once(
+    make_flow: Callable[..., PasswordReset[Any]], mail_outbox: Any, users: MemoryUserStore
+) -> None:
+    """Two flows (as in two processes: no lock in common) both verify one link, then both
+    write: the store's compare-and-set lets exactly one win, the other gets StaleToken."""
+    store = _MeetBeforeWriting(users, parties=2)
+    flows = [make_flow(users=store), make_flow(users=store)]
+    token = _reset_token(flows[0], mail_outbox, "alice@example.org")
+    outcomes: list[str] = []
+
+    def post(flow: PasswordReset[Any], password: str) -> None:
+        try:
+            flow.complete(token, password)
+            outcomes.append("ok")
+        except StaleToken:
+            outcomes.append("stale")
+
+    threads = [
+        threading.Thread(target=post, args=(flow, f"new passphrase number {n}"))
+        for n, flow in enumerate(flows)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert ["ok", "stale"] == sorted(outcomes)
+    assert 1 == len(mail_outbox.find(subject="Your Example password was changed"))
+
+
+def test_memory_store_sets_the_password_only_from_the_expected_state(
+    users: MemoryUserStore, alice: MemoryUser
+) -> None:
+    """MemoryUserStore.set_password is a compare-and-set: a stale expected state changes
+    nothing and says so."""
+    state = users.state(alice)
+    first = users.set_password(alice, "first new passphrase", expected_state=state)
+    second = users.set_password(alice, "second new passphrase", expected_state=state)
+    current = users.get(alice.subject)
+    assert current is not None
+
+    assert (True, False) == (first, second)
+    assert users.check_password(current, "first new passphrase")
+
+
+def test_a_store_that_answers_no_bool_is_a_configuration_error(
+    make_flow: Callable[..., PasswordReset[Any]], mail_outbox: Any, users: MemoryUserStore
+) -> None:
+    """A set_password that returns None (an old two-argument store made to fit) is reported,
+    not taken as a stale link."""
+
+    class NoAnswer(_MeetBeforeWriting):
+        def set_password(self, user: MemoryUser, new_password: str, *, expected_state: str) -> Any:
+            super().set_password(user, new_password, expected_state=expected_state)
+            return None
+
+    flow = make_flow(users=NoAnswer(users, parties=1))
+    token = _reset_token(flow, mail_outbox, "alice@example.org")
+
+    with pytest.raises(ConfigurationError, match="set_password must return True"):
+        flow.complete(token, "a brand new passphrase")
+
+
 def test_verify_consumes_nothing(flow: PasswordReset[Any], mail_outbox: Any) -> None:
     """Opening the link (a GET, a mail scanner) any number of times leaves it usable."""
     token = _reset_token(flow, mail_outbox, "alice@example.org")

@@ -57,8 +57,19 @@ class UserStore(Protocol[U]):
         """State that changes when the password does (the password hash, say); tokens bind it."""
         ...
 
-    def set_password(self, user: U, new_password: str) -> None:
-        """Hash and store ``new_password``; this must change :meth:`state`."""
+    def set_password(self, user: U, new_password: str, *, expected_state: str) -> bool:
+        """Compare-and-set: store ``new_password`` only if the state is still ``expected_state``.
+
+        Hash ``new_password`` and store it only while :meth:`state` of the stored user still
+        equals ``expected_state``, in one atomic step (in SQL, one statement:
+        ``UPDATE users SET hash=? WHERE id=? AND hash=?``), and return whether it did. The new
+        password must change :meth:`state`. This is what makes a reset link single-use across
+        processes and machines: of two completions with one token, only one finds the state it
+        verified still there.
+
+        .. versionchanged:: 0.1
+           Takes ``expected_state`` and returns whether the password changed.
+        """
         ...
 
 
@@ -158,13 +169,19 @@ class MemoryUserStore:
         """The current password hash (with its fresh salt, it changes on every reset)."""
         return user.password_hash
 
-    def set_password(self, user: MemoryUser, new_password: str) -> None:
-        """Store a new salted hash of ``new_password``."""
+    def set_password(self, user: MemoryUser, new_password: str, *, expected_state: str) -> bool:
+        """Store a new salted hash of ``new_password`` if the hash is still ``expected_state``.
+
+        Returns whether it did (False: the password changed since, or the user is gone).
+        """
+        # Hash outside the lock: scrypt is the slow part, the compare-and-set is not.
+        new_hash = _hash_password(new_password)
         with self._lock:
-            current = self._users[user.subject]
-            self._users[user.subject] = attrs.evolve(
-                current, password_hash=_hash_password(new_password)
-            )
+            current = self._users.get(user.subject)
+            if current is None or current.password_hash != expected_state:
+                return False
+            self._users[user.subject] = attrs.evolve(current, password_hash=new_hash)
+        return True
 
     def __iter__(self) -> Iterator[MemoryUser]:
         with self._lock:

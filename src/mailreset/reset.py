@@ -35,7 +35,13 @@ from urllib.parse import urlsplit
 from mailreset._limits import MemoryRateLimiter, RateLimiter
 from mailreset._passwords import NISTPasswordPolicy, PasswordPolicy
 from mailreset._users import MemoryUser, MemoryUserStore, U, UserStore, normalize_email
-from mailreset.errors import ConfigurationError, InvalidToken, MailresetError, WeakPassword
+from mailreset.errors import (
+    ConfigurationError,
+    InvalidToken,
+    MailresetError,
+    StaleToken,
+    WeakPassword,
+)
 
 if TYPE_CHECKING:
     from mailreset.mailers import Delivery, Mailer
@@ -184,7 +190,6 @@ class PasswordReset(Generic[U]):
         self._pending = 0
         self._idle = threading.Condition()
         self._closed = False
-        self._stripes = tuple(threading.Lock() for _ in range(64))
         self._threads = [
             threading.Thread(target=self._work, name=f"mailreset-reset-{n}", daemon=True)
             for n in range(workers)
@@ -303,10 +308,6 @@ class PasswordReset(Generic[U]):
 
     # -- verifying and completing --------------------------------------------------------------
 
-    def _state_of(self, subject: str) -> str | None:
-        user = self.users.get(subject)
-        return None if user is None else self.users.state(user)
-
     def verify(self, token: object) -> U | None:
         """The user a live reset token belongs to, or None for any token that is not.
 
@@ -327,13 +328,28 @@ class PasswordReset(Generic[U]):
         return self._live_user(token)
 
     def _live_user(self, token: object) -> U:
+        return self._live(token)[0]
+
+    def _live(self, token: object) -> tuple[U, str]:
+        """The token's user and the exact state the token was checked against."""
         if not isinstance(token, str):
             raise InvalidToken("a reset token must be a string")
-        claims = self.tokens.verify(token, PURPOSE, bind=self._state_of)
-        user = self.users.get(claims.subject)
-        if user is None:
+        seen: list[tuple[U, str]] = []
+
+        def state_of(subject: str) -> str | None:
+            # One look-up: the user and the state the token is checked against come from the
+            # same read, so complete() compares-and-sets exactly what was verified.
+            user = self.users.get(subject)
+            if user is None:
+                return None
+            state = self.users.state(user)
+            seen.append((user, state))
+            return state
+
+        self.tokens.verify(token, PURPOSE, bind=state_of)
+        if not seen:  # pragma: no cover - verify returned without asking for the state
             raise InvalidToken("the user of this token is gone")
-        return user
+        return seen[-1]
 
     def complete(self, token: object, new_password: object) -> U:
         """Set a new password with a live token; every outstanding link of the user dies.
@@ -342,16 +358,26 @@ class PasswordReset(Generic[U]):
         :class:`~mailreset.errors.ExpiredToken`, :class:`~mailreset.errors.StaleToken`) or
         :class:`~mailreset.errors.WeakPassword`; either way nothing changed. On success the
         user gets the ``password_changed`` notice and the updated user is returned.
+
+        Single use holds across threads, processes and machines: the store's
+        :meth:`UserStore.set_password` changes the password only while the user's state is
+        still the one the token was checked against, so of two completions with one token
+        exactly one succeeds and the other raises :class:`~mailreset.errors.StaleToken`.
         """
-        subject = self.users.subject(self._live_user(token))
-        # Two posts of one link at once: the second waits, then finds the token stale. (Across
-        # processes, the store's set_password would have to compare-and-set the state.)
-        with self._stripes[hash(subject) % len(self._stripes)]:
-            user = self._live_user(token)
-            if not isinstance(new_password, str):
-                raise WeakPassword("the password must be text")
-            self.password_policy(new_password, email=self.users.email(user))
-            self.users.set_password(user, new_password)
+        user, state = self._live(token)
+        subject = self.users.subject(user)
+        if not isinstance(new_password, str):
+            raise WeakPassword("the password must be text")
+        self.password_policy(new_password, email=self.users.email(user))
+        changed = self.users.set_password(user, new_password, expected_state=state)
+        if not isinstance(changed, bool):
+            raise ConfigurationError(
+                "UserStore.set_password must return True (the password changed) or False "
+                f"(the state had changed already), not {changed!r}"
+            )
+        if not changed:
+            # Another completion (any thread, process or machine) got there first.
+            raise StaleToken("the token was already used or superseded (its state changed)")
         updated = self.users.get(subject)
         if updated is None:  # pragma: no cover - a store that hides a user it just updated
             updated = user
