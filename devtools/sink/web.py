@@ -144,6 +144,9 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the handshakes of a burst (a browser opens
+    # six connections at once), which then wait a second for a SYN retransmit.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], limit: int) -> None:
         super().__init__(address, handler)
@@ -207,6 +210,8 @@ class SinkWebServer:
         self._items: dict[str, dict[str, Any]] = {}
         self._items_lock = threading.Lock()
         self._streams = threading.BoundedSemaphore(max_streams)
+        self._open_streams = 0
+        self._open_lock = threading.Lock()
         self.max_streams = max_streams
         self._closing = threading.Event()
         handler = type("Handler", (_Handler,), {"app": self, "timeout": idle_timeout})
@@ -255,12 +260,24 @@ class SinkWebServer:
         """True once :meth:`stop` was called."""
         return self._closing.is_set()
 
+    @property
+    def open_streams(self) -> int:
+        """How many event streams and waits are open now."""
+        with self._open_lock:
+            return self._open_streams
+
     def stream_slot(self) -> bool:
         """Take one of the ``max_streams`` slots for a long request; False when none is free."""
-        return self._streams.acquire(blocking=False)
+        if not self._streams.acquire(blocking=False):
+            return False
+        with self._open_lock:
+            self._open_streams += 1
+        return True
 
     def release_stream_slot(self) -> None:
         """Give back a slot taken with :meth:`stream_slot`."""
+        with self._open_lock:
+            self._open_streams -= 1
         self._streams.release()
 
     def list_body(self, query: Query | None = None) -> dict[str, Any]:
@@ -466,6 +483,8 @@ class _Handler(BaseHTTPRequestHandler):
         seen = -1
         quiet_since = time.monotonic()
         try:
+            # Reconnect a second after the sink restarts (EventSource's default is 3 s).
+            self.wfile.write(b"retry: 1000\n\n")
             while not self.app.closing:
                 version = store.wait_changed(seen, 1.0)
                 if version != seen:
