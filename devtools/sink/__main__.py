@@ -24,7 +24,7 @@ EPILOG = """\
 fault injection (to test how a mailer copes):
   --delay 2              wait 2 s before answering each DATA
   --tempfail-first 3     answer 451 to the first 3 messages
-  --fail-rate 0.2 --seed 1   answer 451 to 20%% of messages, repeatably
+  --fail-rate 0.2 --seed 1   answer 451 to 20% of messages, repeatably
   --reject '*@blocked.test'  answer 550 to matching recipients
   --drop-after-data      hang up instead of answering DATA (stores nothing)
 

@@ -76,12 +76,17 @@ class DebugSink:
         return self
 
     def stop(self) -> None:
-        """Stop accepting mail, stop the viewer, print what is still queued."""
+        """Stop accepting mail, stop the viewer, print what is still queued.
+
+        Then the store's temporary folder of large bodies is removed (a ``--store`` folder
+        stays).
+        """
         self.smtp.stop()
         if self.web is not None:
             self.web.stop()
         if self.printer is not None:
             self.printer.close()
+        self.store.close()
 
     def __enter__(self) -> DebugSink:
         return self.start()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import queue
+import re
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,13 +24,20 @@ from typing import Any
 from devtools.sink.server import DebugSink
 from devtools.sink.store import SinkStore
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @contextmanager
 def running_sink(
-    *, directory: Path | None = None, max_messages: int = 1000, **options: Any
+    *,
+    directory: Path | None = None,
+    max_messages: int = 1000,
+    store: SinkStore | None = None,
+    **options: Any,
 ) -> Iterator[DebugSink]:
     """A DebugSink on free loopback ports, its terminal blocks going to a StringIO."""
-    store = SinkStore(max_messages=max_messages, directory=directory)
+    if store is None:
+        store = SinkStore(max_messages=max_messages, directory=directory)
     options.setdefault("terminal", io.StringIO())
     options.setdefault("http_port", 0)
     sink = DebugSink(smtp_port=0, store=store, **options)
@@ -123,3 +137,55 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         time.sleep(0.01)
+
+
+class SinkProcess:
+    """``python -m devtools.sink`` in a subprocess; stdout lines are read in a thread."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devtools.sink", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert self.process.stdout is not None
+        threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True).start()
+        banner = self.wait_for_line(r"SMTP on 127\.0\.0\.1:(\d+)")
+        self.smtp_port = int(banner.group(1))
+
+    def _pump(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for_line(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        """The first line (from now on) matching ``pattern``; fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                line = self.lines.get(timeout=max(left, 0.01))
+            except queue.Empty:
+                if left <= 0:
+                    raise AssertionError(
+                        f"no line matching {pattern!r} in {timeout}s; saw {self.seen!r}"
+                    ) from None
+                continue
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, then the exit status and stderr."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = self.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, stderr = self.process.communicate()
+        return self.process.returncode, stderr

@@ -14,7 +14,8 @@ from devtools.sink.web import MESSAGE_CSP
 
 from tests.devtools.support import api, http, reset_mail, running_sink
 
-LIST_KEYS = {"id", "from", "to", "subject", "received_at", "size"}
+# DESIGN.md's six fields, and the From header (name and address) the viewer shows.
+LIST_KEYS = {"id", "from", "to", "subject", "received_at", "size", "from_header"}
 DETAIL_KEYS = LIST_KEYS | {"text", "html", "headers", "links", "attachments"}
 
 
@@ -25,7 +26,7 @@ def _send(port: int, *messages: EmailMessage, **envelope: object) -> None:
 
 
 def test_list_is_newest_first_with_exactly_the_designed_fields() -> None:
-    """GET /api/messages answers {total, messages}, newest first, each with the six fields."""
+    """GET /api/messages answers {total, messages}, newest first, the six fields and From."""
     with running_sink() as sink:
         _send(sink.smtp.port, reset_mail(subject="first"), reset_mail(subject="second"))
         sink.store.wait_for(2)
@@ -38,6 +39,7 @@ def test_list_is_newest_first_with_exactly_the_designed_fields() -> None:
     item = body["messages"][0]
     assert LIST_KEYS == set(item)
     assert "noreply@example.test" == item["from"]
+    assert "App <noreply@example.test>" == item["from_header"]
     assert ["ada@example.test"] == item["to"]
     assert item["received_at"].endswith("+00:00")
     assert sink.store.entries()[0].message.size == item["size"]

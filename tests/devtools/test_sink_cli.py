@@ -18,61 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.browser_support import in_ci
-from tests.devtools.support import reset_mail
+from tests.devtools.support import ROOT, SinkProcess, reset_mail
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class SinkProcess:
-    """``python -m devtools.sink`` in a subprocess; stdout lines are read in a thread."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "devtools.sink", *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        assert self.process.stdout is not None
-        threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True).start()
-        banner = self.wait_for_line(r"SMTP on 127\.0\.0\.1:(\d+)")
-        self.smtp_port = int(banner.group(1))
-
-    def _pump(self, stream: object) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for_line(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
-        """The first line (from now on) matching ``pattern``; fails after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                line = self.lines.get(timeout=max(left, 0.01))
-            except queue.Empty:
-                if left <= 0:
-                    raise AssertionError(
-                        f"no line matching {pattern!r} in {timeout}s; saw {self.seen!r}"
-                    ) from None
-                continue
-            self.seen.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM, then the exit status and stderr."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = self.process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            _, stderr = self.process.communicate()
-        return self.process.returncode, stderr
 
 
 @pytest.fixture
@@ -100,6 +47,8 @@ def test_help_explains_the_options() -> None:
     assert 0 == result.returncode
     for option in ("--smtp", "--http", "--store", "--max-size", "--tempfail-first", "--reject"):
         assert option in result.stdout
+    assert "answer 451 to 20% of messages" in result.stdout
+    assert "%%" not in result.stdout
 
 
 def test_swaks_mail_shows_up_as_a_terminal_block(sink_process: SinkProcess) -> None:

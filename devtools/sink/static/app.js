@@ -1,11 +1,14 @@
 // The viewer's only script. Message data is put into the page with textContent and
 // attributes, never parsed as markup; message HTML lives in the sandboxed iframe.
+// The list follows the server's events (/api/events): it updates when mail arrives, with
+// no polling; the search box filters it with the same language as the API's ?q=.
 "use strict";
 
-const POLL_MS = 1000;
+const SEARCH_DELAY_MS = 150;
 const $ = (id) => document.getElementById(id);
 let current = null;
 let lastList = "";
+let searchTimer = null;
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -18,23 +21,32 @@ function messageUrl(id) {
   return "/api/messages/" + encodeURIComponent(id);
 }
 
+function query() {
+  return $("search").value.trim();
+}
+
 async function refresh() {
   let response;
+  const q = query();
   try {
-    response = await fetch("/api/messages", { cache: "no-cache" });
+    response = await fetch("/api/messages" + (q ? "?q=" + encodeURIComponent(q) : ""),
+      { cache: "no-cache" });
   } catch (error) {
     $("count").textContent = "sink not reachable";
     return;
   }
   if (!response.ok) return;
   const text = await response.text();
+  if (q !== query()) return;  // the search changed meanwhile; its own refresh follows
   if (text === lastList) return;
   lastList = text;
-  renderList(JSON.parse(text));
+  renderList(JSON.parse(text), q);
 }
 
-function renderList(data) {
-  $("count").textContent = data.total + (data.total === 1 ? " message" : " messages");
+function renderList(data, q) {
+  const noun = data.total === 1 ? " message" : " messages";
+  $("count").textContent = data.total + noun + (q ? " found" : "");
+  $("empty").textContent = q ? "No message matches the search." : "No messages yet. Send one to the SMTP port.";
   $("empty").hidden = data.total > 0;
   const rows = data.messages.map((item) => {
     const row = element("li", item.id === current ? "message selected" : "message");
@@ -43,7 +55,8 @@ function renderList(data) {
     link.href = "#/messages/" + encodeURIComponent(item.id);
     link.append(element("div", "subject", item.subject || "(no subject)"));
     const when = new Date(item.received_at).toLocaleTimeString();
-    link.append(element("div", "meta", when + "  " + item.from + " \u2192 " + item.to.join(", ")));
+    const from = item.from_header || item.from || "<>";
+    link.append(element("div", "meta", when + "  " + from + " \u2192 " + item.to.join(", ")));
     row.append(link);
     return row;
   });
@@ -66,8 +79,9 @@ async function openMessage(id) {
     row.classList.toggle("selected", row.dataset.id === id);
   }
   $("subject").textContent = message.subject || "(no subject)";
-  $("from").textContent = message.from || "<>";
-  $("to").textContent = message.to.join(", ");
+  $("from").textContent = message.from_header || message.from || "<>";
+  $("to").textContent = headerValue(message, "To") || message.to.join(", ");
+  $("envelope").textContent = (message.from || "<>") + " \u2192 " + message.to.join(", ");
   $("received").textContent = new Date(message.received_at).toLocaleString() + " (" + message.size + " bytes)";
   $("download").href = messageUrl(id) + "/eml";
   $("html-frame").src = messageUrl(id) + "/html";
@@ -98,6 +112,11 @@ async function openMessage(id) {
   }));
   $("detail").hidden = false;
   if (selectedTab() === "raw") loadRaw();
+}
+
+function headerValue(message, name) {
+  const header = message.headers.find((item) => item.name.toLowerCase() === name.toLowerCase());
+  return header ? header.value : "";
 }
 
 function selectedTab() {
@@ -146,6 +165,21 @@ $("tabs").addEventListener("click", (event) => {
 });
 $("delete-all").addEventListener("click", () => remove("/api/messages"));
 $("delete-one").addEventListener("click", () => current && remove(messageUrl(current)));
+$("search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(refresh, SEARCH_DELAY_MS);
+});
 window.addEventListener("hashchange", route);
+
+function follow() {
+  // EventSource reconnects by itself after a restart of the sink (the server sends retry:).
+  const events = new EventSource("/api/events");
+  events.addEventListener("change", () => refresh());
+  events.addEventListener("error", () => {
+    $("count").textContent = "sink not reachable";
+    lastList = "";
+  });
+}
+
 refresh().then(route);
-setInterval(refresh, POLL_MS);
+follow();
