@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -35,9 +34,14 @@ def _dead_pid() -> int:
 
 
 def _as_left_by(spool: Spool, number: int, pid: int) -> Path:
-    """A spool file as a process ``pid`` (now gone) would have left it."""
+    """A spool file as an owner that is gone (nobody holds its lock) would have left it.
+
+    The owner's name is the pid of a finished process here, only to tell owners apart:
+    ownership is decided by the owner's lock, which nobody holds for that name.
+    """
     path = spool.write(make_envelope(number, bcc="hidden@example.com"))
-    orphan = path.with_name(path.name.replace(f".{os.getpid()}.", f".{pid}."))
+    name, _, _owner = path.stem.rpartition(".")
+    orphan = path.with_name(f"{name}.{pid}{path.suffix}")
     path.rename(orphan)
     return orphan
 
@@ -94,18 +98,45 @@ def test_leftovers_reach_a_custom_transport_with_bcc(tmp_path: Path) -> None:
     assert b"hidden@example.com" not in sent.data
 
 
+HOLDER = """
+import sys
+from mailreset import Spool
+from tests.mail_factory import make_envelope
+
+print(Spool(sys.argv[1]).write(make_envelope(1)), flush=True)
+sys.stdin.read()  # hold the spool (and its lock) until the test kills us
+"""
+
+
 def test_files_of_live_processes_are_left_alone(tmp_path: Path) -> None:
-    """Another live process's pending file is its own business: not replayed."""
-    spool = Spool(tmp_path)
-    path = _as_left_by(spool, 1, os.getppid())
+    """Another live process's pending file is its own business; once it is killed, ours."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    path = Path(holder.stdout.readline().strip())
     memory = MemoryTransport()
 
-    mailer = ThreadedMailer(memory, spool=spool)
+    mailer = ThreadedMailer(memory, spool=tmp_path)
     mailer.flush(5)
     mailer.close()
-
     assert [] == memory.messages
     assert path.exists()
+
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(10)
+    for stream in (holder.stdin, holder.stdout):
+        assert stream is not None
+        stream.close()
+    mailer = ThreadedMailer(memory, spool=tmp_path)
+    mailer.flush(5)
+    mailer.close()
+    assert ["message 1"] == [m["Subject"] for m in memory.messages]
+    assert [] == _messages(tmp_path)
 
 
 def test_damaged_files_are_moved_aside_and_never_stop_the_mailer(
@@ -156,6 +187,7 @@ def test_a_record_read_back_is_checked_again(
     pid = _dead_pid()
     forged = tmp_path / f"00000000000000000000-forged.{pid}.msg"
     forged.write_bytes(_record(sender, recipients, b"Subject: forged\r\n\r\nx\r\n"))
+    forged.chmod(0o600)  # private like every spool file: only its envelope is wrong
     memory = MemoryTransport()
 
     mailer = ThreadedMailer(memory, spool=spool)

@@ -51,7 +51,9 @@ class Query:
         return all(needle in _haystack(summary, field) for field, needle in self.terms)
 
     def __str__(self) -> str:
-        return " ".join(f'{field}:"{needle}"' if field else f'"{needle}"' for field, needle in self.terms)
+        return " ".join(
+            f'{field}:"{needle}"' if field else f'"{needle}"' for field, needle in self.terms
+        )
 
 
 def _haystack(summary: Summary, field: str) -> str:

@@ -202,4 +202,3 @@ def _decoded(value: object) -> str:
         return str(make_header(decode_header(text)))
     except (ValueError, LookupError, UnicodeError):
         return text
-

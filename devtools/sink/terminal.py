@@ -137,4 +137,3 @@ class TerminalPrinter:
 
 def _clean(text: str) -> str:
     return _UNSAFE.sub("?", text)
-

@@ -463,7 +463,8 @@ class _Handler(BaseHTTPRequestHandler):
             left = deadline - time.monotonic()
             if left <= 0 or self.app.closing:
                 self._error(
-                    HTTPStatus.NOT_FOUND, f"no message matching {str(query)!r} within {timeout:g} s"
+                    HTTPStatus.NOT_FOUND,
+                    f"no message matching {str(query)!r} within {timeout:g} s",
                 )
                 return
             # Wake once a second at most to notice the server stopping.

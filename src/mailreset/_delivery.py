@@ -29,6 +29,9 @@ class Delivery:
         refused: recipients the server refused, as ``address -> (code, text)``.
         attempts: how many attempts it took (1 when the first one worked).
         elapsed: seconds from the first attempt to the server's acceptance.
+        maybe_duplicated: True when an earlier attempt's outcome was unknown (the connection
+            broke after the final dot, before the reply) and a retry followed: the server may
+            have taken the message twice.
 
     .. versionadded:: 0.1
     """
@@ -41,3 +44,4 @@ class Delivery:
     )
     attempts: int = 1
     elapsed: float = 0.0
+    maybe_duplicated: bool = False

@@ -77,12 +77,15 @@ def mapping_smtp_errors(where: str) -> Iterator[None]:
         }
         raise refused_failure(refused, error) from error
     except smtplib.SMTPAuthenticationError as error:
-        raise reply_failure(
+        failure = reply_failure(
             error.smtp_code,
             error.smtp_error,
             what=f"AUTH at {where} failed (check SMTPSettings.username and password)",
             original_error=error,
-        ) from error
+        )
+        # A refused password fails every message alike; a 4xx (454) is the server's trouble.
+        failure.every_message = isinstance(failure, PermanentFailure)
+        raise failure from error
     except smtplib.SMTPResponseException as error:
         raise reply_failure(
             error.smtp_code, error.smtp_error, what=f"SMTP at {where}", original_error=error
@@ -109,9 +112,11 @@ def mapping_smtp_errors(where: str) -> Iterator[None]:
     except ssl.SSLCertVerificationError as error:
         raise PermanentFailure(
             f"the TLS certificate of {where} did not verify ({error.verify_message}); pass "
-            "SMTPSettings(ssl_context=...) with a context that trusts the server's CA",
+            "SMTPSettings(ca_file=...) with the server's CA (MAIL_CA_FILE), or an ssl_context "
+            "that trusts it",
             smtp_error=f"certificate verification failed: {error.verify_message}",
             original_error=error,
+            every_message=True,
         ) from error
     except ssl.SSLError as error:
         raise TemporaryFailure(

@@ -112,6 +112,15 @@ class DeliveryError(MailresetError):
         smtp_error: the server's reply text, or a description of the connection trouble.
         recipients: the refused recipients as ``address -> (code, text)``.
         original_error: the exception behind it, if any.
+        maybe_delivered: True when the outcome is unknown: the connection broke after the
+            message's final dot and before the server's reply, so the server may hold it.
+            False means the server never accepted the message.
+        every_message: True when the failure is about the connection or the settings, not
+            this message (AUTH refused, a certificate that does not verify, a TLS mode
+            mix-up): every message would fail the same way until the settings are fixed.
+
+    .. versionchanged:: 0.1
+       ``maybe_delivered`` and ``every_message``.
     """
 
     def __init__(
@@ -122,12 +131,16 @@ class DeliveryError(MailresetError):
         smtp_error: str | None = None,
         recipients: Mapping[str, tuple[int, str]] | None = None,
         original_error: BaseException | None = None,
+        maybe_delivered: bool = False,
+        every_message: bool = False,
     ) -> None:
         super().__init__(message)
         self.smtp_code = smtp_code
         self.smtp_error = smtp_error
         self.recipients: Mapping[str, tuple[int, str]] = dict(recipients or {})
         self.original_error = original_error
+        self.maybe_delivered = maybe_delivered
+        self.every_message = every_message
 
 
 class TemporaryFailure(DeliveryError):

@@ -8,13 +8,11 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
-import functools
+import ipaddress
 import logging
 import os
 import re
 import smtplib
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
+from mailreset._connect import connect, tls_context
 from mailreset._delivery import Delivery
 from mailreset._envelope import Envelope, require_envelope
 from mailreset._smtp_errors import mapping_smtp_errors, refused_failure, reply_failure
@@ -52,13 +51,49 @@ def _check_timeout(instance: object, attribute: attrs.Attribute[float], value: f
         )
 
 
+def _to_path_text(value: str | os.PathLike[str] | None) -> str | None:
+    return None if value is None else os.fspath(value)
+
+
+# The variable (after the prefix) from_env reads for each setting, so that an error about
+# settings read from the environment names what the user actually wrote.
+_ENV_NAMES = {
+    "host": "SERVER",
+    "port": "PORT",
+    "starttls": "USE_TLS",
+    "ssl": "USE_SSL",
+    "username": "USERNAME",
+    "password": "PASSWORD",
+    "timeout": "TIMEOUT",
+    "ca_file": "CA_FILE",
+    "local_hostname": "LOCAL_HOSTNAME",
+    "allow_plaintext_auth": "ALLOW_PLAINTEXT_AUTH",
+}
+_SETTING_NAME = re.compile(r"SMTPSettings\.(\w+)")
+
+
+def _is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @attrs.frozen(kw_only=True)
 class SMTPSettings:
     """Where and how to reach an SMTP server.
 
     ``starttls`` upgrades a plain connection (usually port 587); ``ssl`` is TLS from the first
     byte (implicit TLS, usually port 465); they exclude each other. Both verify the server's
-    certificate and host name unless ``ssl_context`` says otherwise.
+    certificate and host name: against the system's CAs, the CAs in ``ca_file``, or as
+    ``ssl_context`` says.
+
+    A password never crosses the network in clear: ``username`` without ``starttls`` or
+    ``ssl`` is a :class:`~mailreset.errors.ConfigurationError` unless the host is a loopback
+    address or ``allow_plaintext_auth`` is True.
 
     Attributes:
         host: the server's host name or address.
@@ -70,8 +105,12 @@ class SMTPSettings:
         timeout: seconds for connecting and for each reply.
         local_hostname: the name sent in EHLO (default: this machine's FQDN).
         ssl_context: the TLS context; None means ``ssl.create_default_context()``.
+        ca_file: a PEM file of CAs to trust instead of the system's (not with ssl_context).
+        allow_plaintext_auth: allow AUTH without TLS to a host that is not loopback.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.1
+       ``ca_file`` and ``allow_plaintext_auth``; AUTH in clear off loopback is refused.
     """
 
     host: str = "localhost"
@@ -83,12 +122,15 @@ class SMTPSettings:
     timeout: float = attrs.field(default=10.0, validator=_check_timeout)
     local_hostname: str | None = None
     ssl_context: SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+    ca_file: str | None = attrs.field(default=None, converter=_to_path_text)
+    allow_plaintext_auth: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.starttls and self.ssl:
             raise ConfigurationError(
-                "SMTPSettings.starttls and SMTPSettings.ssl exclude each other: use starttls "
-                "for port 587 (STARTTLS) or ssl for port 465 (implicit TLS)"
+                "SMTPSettings.starttls and SMTPSettings.ssl exclude each other: use "
+                "SMTPSettings.starttls for port 587 (STARTTLS) or SMTPSettings.ssl for port 465 "
+                "(implicit TLS)"
             )
         if not self.host or any(char in self.host for char in "\r\n\0 "):
             raise ConfigurationError(f"SMTPSettings.host is not a host name: {self.host!r}")
@@ -96,37 +138,68 @@ class SMTPSettings:
             raise ConfigurationError(
                 "SMTPSettings.password is set but SMTPSettings.username is not"
             )
+        if self.ca_file is not None:
+            if self.ssl_context is not None:
+                raise ConfigurationError(
+                    "SMTPSettings.ca_file and SMTPSettings.ssl_context exclude each other: "
+                    "load the CA file into the context instead"
+                )
+            if not os.path.isfile(self.ca_file) or not os.access(self.ca_file, os.R_OK):
+                raise ConfigurationError(
+                    f"SMTPSettings.ca_file={self.ca_file!r} is not a readable file"
+                )
+        if (
+            self.username is not None
+            and not (self.starttls or self.ssl)
+            and not self.allow_plaintext_auth
+            and not _is_loopback(self.host)
+        ):
+            raise ConfigurationError(
+                f"SMTPSettings.username is set but neither SMTPSettings.starttls nor "
+                f"SMTPSettings.ssl is: the password would cross the network to {self.host} in "
+                "clear. Turn on SMTPSettings.starttls (port 587) or SMTPSettings.ssl (port "
+                "465), or set SMTPSettings.allow_plaintext_auth if this network is trusted"
+            )
 
     @classmethod
     def from_env(
         cls, prefix: str = "MAIL_", environ: Mapping[str, str] | None = None
     ) -> SMTPSettings:
         """Read settings from ``{prefix}SERVER``, ``PORT``, ``USE_TLS``, ``USE_SSL``,
-        ``USERNAME``, ``PASSWORD`` and ``TIMEOUT`` (Flask-Mail's names).
+        ``USERNAME``, ``PASSWORD``, ``TIMEOUT`` (Flask-Mail's names), ``CA_FILE``,
+        ``LOCAL_HOSTNAME`` and ``ALLOW_PLAINTEXT_AUTH``.
 
         Unset variables keep the defaults. Booleans take 1/true/yes/on or 0/false/no/off/empty
         in any case; anything else raises :class:`ConfigurationError` naming the variable.
+        Every error names the variables involved (``MAIL_USE_TLS``, not ``starttls``).
         """
         env = os.environ if environ is None else environ
         options: dict[str, object] = {}
-        if (server := env.get(f"{prefix}SERVER")) is not None:
-            options["host"] = server.strip()
-        if (port := env.get(f"{prefix}PORT")) is not None:
-            options["port"] = _env_number(f"{prefix}PORT", port, int)
-        if (use_tls := env.get(f"{prefix}USE_TLS")) is not None:
-            options["starttls"] = _env_bool(f"{prefix}USE_TLS", use_tls)
-        if (use_ssl := env.get(f"{prefix}USE_SSL")) is not None:
-            options["ssl"] = _env_bool(f"{prefix}USE_SSL", use_ssl)
-        if username := env.get(f"{prefix}USERNAME"):
-            options["username"] = username
-        if password := env.get(f"{prefix}PASSWORD"):
-            options["password"] = password
-        if (timeout := env.get(f"{prefix}TIMEOUT")) is not None:
-            options["timeout"] = _env_number(f"{prefix}TIMEOUT", timeout, float)
+        for field, suffix in _ENV_NAMES.items():
+            name = f"{prefix}{suffix}"
+            value = env.get(name)
+            if value is None:
+                continue
+            if field in ("starttls", "ssl", "allow_plaintext_auth"):
+                options[field] = _env_bool(name, value)
+            elif field == "port":
+                options[field] = _env_number(name, value, int)
+            elif field == "timeout":
+                options[field] = _env_number(name, value, float)
+            elif field == "host":
+                options[field] = value.strip()
+            elif value:  # an empty USERNAME, PASSWORD, CA_FILE or LOCAL_HOSTNAME is unset
+                options[field] = value.strip() if field != "password" else value
         try:
             return cls(**options)  # type: ignore[arg-type]
         except ConfigurationError as error:
-            raise ConfigurationError(f"{error} (read from the {prefix}* variables)") from None
+
+            def variable(match: re.Match[str]) -> str:
+                suffix = _ENV_NAMES.get(match.group(1))
+                return f"{prefix}{suffix}" if suffix else match.group(0)
+
+            text = _SETTING_NAME.sub(variable, str(error))
+            raise ConfigurationError(f"{text} (read from the environment)") from None
 
 
 def _env_bool(name: str, value: str) -> bool:
@@ -148,22 +221,8 @@ def _env_number(name: str, value: str, kind: type[int] | type[float]) -> int | f
         raise ConfigurationError(f"{name}={value!r} is not {what}") from None
 
 
-@functools.lru_cache(maxsize=1)
-def _default_context() -> ssl.SSLContext:
-    # Building a verifying context loads the CA store: ~50 ms of CPU. One per process is
-    # enough; an SSLContext is safe to share between threads and connections.
-    return ssl.create_default_context()
-
-
-@functools.lru_cache(maxsize=1)
-def _local_name() -> str:
-    # smtplib calls socket.getfqdn() on every connection when no name is given, which can
-    # mean a reverse DNS lookup each time.
-    return socket.getfqdn() or "localhost"
-
-
-def _tls_context(settings: SMTPSettings) -> ssl.SSLContext:
-    return settings.ssl_context if settings.ssl_context is not None else _default_context()
+# Kept under the old name: tests check that one context is built per process.
+_tls_context = tls_context
 
 
 @runtime_checkable
@@ -307,47 +366,11 @@ class SMTPTransport:
     def _ensure_connection(self) -> smtplib.SMTP:
         if self._connection is not None:
             return self._connection
-        settings = self.settings
-        name = settings.local_hostname or _local_name()
-        with mapping_smtp_errors(self._where):
-            if settings.ssl:
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                    settings.host,
-                    settings.port,
-                    local_hostname=name,
-                    timeout=settings.timeout,
-                    context=_tls_context(settings),
-                )
-            else:
-                connection = smtplib.SMTP(
-                    settings.host, settings.port, local_hostname=name, timeout=settings.timeout
-                )
-            try:
-                self._greet(connection)
-            except BaseException:
-                connection.close()
-                raise
+        connection = connect(self.settings, self._where)
         self._connection = connection
         self.connections_opened += 1
         log.debug("SMTP connection to %s open", self._where)
         return connection
-
-    def _greet(self, connection: smtplib.SMTP) -> None:
-        settings = self.settings
-        if connection.sock is not None:
-            # Commands are small writes followed by a wait for the reply: Nagle's algorithm
-            # would hold each one back for the previous ACK.
-            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        code, reply = connection.ehlo()
-        if code != 250:
-            code, reply = connection.helo()
-            if code != 250:
-                raise smtplib.SMTPHeloError(code, reply)
-        if settings.starttls:
-            connection.starttls(context=_tls_context(settings))
-            connection.ehlo()
-        if settings.username is not None:
-            connection.login(settings.username, settings.password or "")
 
     def _drop(self, *, polite: bool) -> None:
         connection, self._connection = self._connection, None
@@ -363,7 +386,7 @@ class SMTPTransport:
     def _transaction(
         self, connection: smtplib.SMTP, envelope: Envelope, *, reused: bool
     ) -> dict[str, tuple[int, str]]:
-        content_sent = False
+        content_sent = outcome_unknown = False
         try:
             with mapping_smtp_errors(self._where):
                 try:
@@ -372,11 +395,14 @@ class SMTPTransport:
                     return self._stepwise(connection, envelope)
                 except _ContentSent as marker:
                     content_sent = True
+                    outcome_unknown = marker.outcome_unknown
                     after_content = marker.error
                 # Raised outside the except block so that its own __context__ (a timeout
                 # behind smtplib's "Connection unexpectedly closed") stays readable.
                 raise after_content
         except DeliveryError as error:
+            # The final dot went out and no reply came: the server may hold the message.
+            error.maybe_delivered = outcome_unknown
             connection_gone = isinstance(error, TemporaryFailure) and (
                 error.smtp_code is None or error.smtp_code in _STALE_CODES
             )
@@ -477,9 +503,13 @@ class SMTPTransport:
             data += b"\r\n"
         try:
             connection.send(data + b".\r\n")
+        except (smtplib.SMTPException, OSError) as error:
+            # sendall() failed, so the final dot never left: the server cannot accept it.
+            raise _ContentSent(error) from error
+        try:
             code, reply = connection.getreply()
         except (smtplib.SMTPException, OSError) as error:
-            raise _ContentSent(error) from error
+            raise _ContentSent(error, outcome_unknown=True) from error
         if code != 250:
             raise _ContentSent(reply_failure(code, reply, what=f"the message at {self._where}"))
 
@@ -487,9 +517,11 @@ class SMTPTransport:
 class _ContentSent(Exception):
     """Carries a failure that came after the message's content was sent."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, *, outcome_unknown: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
+        #: True when the whole message, final dot included, went out before the failure.
+        self.outcome_unknown = outcome_unknown
 
 
 class MemoryTransport:

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import queue
-import re
 import shutil
-import signal
 import smtplib
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +13,6 @@ import pytest
 
 from tests.browser_support import in_ci
 from tests.devtools.support import ROOT, SinkProcess, reset_mail
-
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from devtools.sink.store import MEMORY_LIMIT, SinkStore
 from devtools.sink.web import SinkWebServer
 
-from tests.devtools.support import SinkProcess, api, http, reset_mail, running_sink, wait_until
+from tests.devtools.support import SinkProcess, api, reset_mail, running_sink, wait_until
 
 MB = 1024 * 1024
 
@@ -28,7 +28,8 @@ def _big_message(index: int, size: int) -> bytes:
         b"Subject: big " + str(index).encode() + b"\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
         b"--b\r\nContent-Type: text/plain\r\n\r\nSee https://app.example.test/big\r\n"
-        b'--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="a.bin"\r\n'
+        b"--b\r\nContent-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="a.bin"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n" + payload + b"--b--\r\n"
     )
 
@@ -58,7 +59,9 @@ def test_fifty_messages_of_five_megabytes_keep_rss_under_200_mb(tmp_path: Path) 
         port = int(viewer.rsplit(":", 1)[1].strip("/"))
         with smtplib.SMTP("127.0.0.1", process.smtp_port, timeout=60) as client:
             for index in range(50):
-                client.sendmail("noreply@example.test", ["ada@example.test"], _big_message(index, 5 * MB))
+                client.sendmail(
+                    "noreply@example.test", ["ada@example.test"], _big_message(index, 5 * MB)
+                )
         after_receiving = _memory_kib(process.process.pid)
 
         listing = _get_json(port, "/api/messages")
@@ -166,8 +169,7 @@ def test_idle_connections_are_bounded_and_time_out() -> None:
     threads_before = threading.active_count()
     idle: list[socket.socket] = []
     try:
-        for _ in range(8):
-            idle.append(socket.create_connection(("127.0.0.1", web.port), timeout=5))
+        idle.extend(socket.create_connection(("127.0.0.1", web.port), timeout=5) for _ in range(8))
         wait_until(lambda: threading.active_count() >= threads_before + 8)
         extra = socket.create_connection(("127.0.0.1", web.port), timeout=5)
         with extra:

@@ -19,7 +19,9 @@ from devtools.sink.summary import summarize
 from tests.devtools.support import api, http, reset_mail, running_sink, wait_until
 
 
-def _mail(to: str, subject: str, body: str, sender: str = "App <noreply@example.test>") -> EmailMessage:
+def _mail(
+    to: str, subject: str, body: str, sender: str = "App <noreply@example.test>"
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
@@ -132,7 +134,9 @@ def test_wait_is_a_404_after_the_timeout(sink: DebugSink) -> None:
     assert elapsed >= 0.3
 
 
-@pytest.mark.parametrize("params", ["timeout=soon", "timeout=-1", "timeout=301", "since=yesterday"])
+@pytest.mark.parametrize(
+    "params", ["timeout=soon", "timeout=-1", "timeout=301", "since=yesterday"]
+)
 def test_wait_refuses_bad_parameters(sink: DebugSink, params: str) -> None:
     """A timeout that is not 0-300 seconds, or a since that is not ISO 8601, is a 400."""
     status, _, body = http(sink, f"/api/messages/wait?q=x&{params}")
