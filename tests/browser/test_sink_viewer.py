@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from devtools.sink.server import DebugSink
 
-from tests.devtools.support import reset_mail, running_sink
+from tests.devtools.support import reset_mail, running_sink, wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -36,9 +36,11 @@ def sink() -> Iterator[DebugSink]:
         yield running
 
 
-def _send(sink: DebugSink, subject: str, html: str | None = None) -> None:
+def _send(
+    sink: DebugSink, subject: str, html: str | None = None, to: str = "ada@example.test"
+) -> None:
     with smtplib.SMTP("127.0.0.1", sink.smtp.port, timeout=10) as client:
-        client.send_message(reset_mail(subject=subject, html=html))
+        client.send_message(reset_mail(to=to, subject=subject, html=html))
 
 
 def test_a_sent_message_appears_without_a_reload_and_shows_its_html(
@@ -48,18 +50,61 @@ def test_a_sent_message_appears_without_a_reload_and_shows_its_html(
     from playwright.sync_api import expect
 
     assert sink.web is not None
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
     page.goto(sink.web.url)
     expect(page.locator("#empty")).to_be_visible()
+    # The page follows /api/events (one open stream), so the mail below reaches it pushed.
+    wait_until(lambda: sink.web is not None and sink.web.open_streams == 1)
+    loads = len(navigations)
 
     _send(sink, "Reset your password")
 
     row = page.locator("#list li")
     expect(row).to_have_count(1)
     expect(row.locator(".subject")).to_have_text("Reset your password")
+    # The From header's display name, not only the envelope sender.
+    expect(row.locator(".meta")).to_contain_text("App <noreply@example.test>")
+    assert loads == len(navigations), f"the page reloaded: {navigations}"
     row.click()
     frame = page.frame_locator("#html-frame")
     expect(frame.locator("a")).to_have_text("Reset")
     expect(page.locator("#subject")).to_have_text("Reset your password")
+    expect(page.locator("#from")).to_have_text("App <noreply@example.test>")
+    expect(page.locator("#envelope")).to_have_text("noreply@example.test \u2192 ada@example.test")
+
+
+def test_the_search_box_filters_the_list_and_live_updates_respect_it(
+    page: Page, sink: DebugSink
+) -> None:
+    """Typing to:/subject: terms narrows the list; a new match appears, a non-match does not."""
+    from playwright.sync_api import expect
+
+    assert sink.web is not None
+    _send(sink, "Reset your password", to="ada@example.test")
+    _send(sink, "Welcome aboard", to="bob@example.test")
+    page.goto(sink.web.url)
+    rows = page.locator("#list li")
+    expect(rows).to_have_count(2)
+
+    page.locator("#search").fill("to:ada subject:reset")
+
+    expect(rows).to_have_count(1)
+    expect(rows.locator(".subject")).to_have_text("Reset your password")
+    expect(page.locator("#count")).to_have_text("1 message found")
+
+    _send(sink, "Welcome again", to="bob@example.test")
+    _send(sink, "Reset your password (again)", to="ada@example.test")
+
+    expect(rows).to_have_count(2)
+    expect(rows.locator(".subject")).to_have_text(
+        ["Reset your password (again)", "Reset your password"]
+    )
+    page.locator("#search").fill("to:nobody")
+    expect(rows).to_have_count(0)
+    expect(page.locator("#empty")).to_have_text("No message matches the search.")
+    page.locator("#search").fill("")
+    expect(rows).to_have_count(4)
 
 
 def test_a_script_in_a_message_does_not_run(page: Page, sink: DebugSink) -> None:

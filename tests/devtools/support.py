@@ -140,7 +140,13 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> None:
 
 
 class SinkProcess:
-    """``python -m devtools.sink`` in a subprocess; stdout lines are read in a thread."""
+    """``python -m devtools.sink`` in a subprocess; stdout and stderr are read in threads.
+
+    Each pipe has exactly one reader, its pump thread, which ends at end of file (the process
+    has exited). ``stop`` joins the pumps before closing the pipes, so no pump ever reads a
+    closed file (that raced with ``communicate`` and failed a later test with an unhandled
+    thread exception).
+    """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
@@ -153,14 +159,35 @@ class SinkProcess:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
+        self._stderr: list[str] = []
         assert self.process.stdout is not None
-        threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True).start()
-        banner = self.wait_for_line(r"SMTP on 127\.0\.0\.1:(\d+)")
+        assert self.process.stderr is not None
+        self._pumps = [
+            threading.Thread(
+                target=self._pump, args=(self.process.stdout, self.lines.put), daemon=True
+            ),
+            # stderr is drained all along too, so a chatty sink never blocks on a full pipe.
+            threading.Thread(
+                target=self._pump, args=(self.process.stderr, self._stderr.append), daemon=True
+            ),
+        ]
+        for pump in self._pumps:
+            pump.start()
+        try:
+            banner = self.wait_for_line(r"SMTP on 127\.0\.0\.1:(\d+)")
+        except BaseException:
+            self.stop()
+            raise
         self.smtp_port = int(banner.group(1))
 
-    def _pump(self, stream: object) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            self.lines.put(line.rstrip("\n"))
+    @staticmethod
+    def _pump(stream: Any, put: Any) -> None:
+        try:
+            for line in stream:
+                put(line.rstrip("\n"))
+        except (ValueError, OSError):
+            # Defensive: the pipe was closed under us; there is nothing more to read.
+            return
 
     def wait_for_line(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
         """The first line (from now on) matching ``pattern``; fails after ``timeout``."""
@@ -181,11 +208,20 @@ class SinkProcess:
                 return match
 
     def stop(self) -> tuple[int, str]:
-        """SIGTERM, then the exit status and stderr."""
-        self.process.send_signal(signal.SIGTERM)
+        """SIGTERM (SIGKILL after 15 s), then the exit status and stderr."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
         try:
-            _, stderr = self.process.communicate(timeout=15)
+            self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, stderr = self.process.communicate()
-        return self.process.returncode, stderr
+            self.process.wait(timeout=15)
+        # The process is gone, so both pipes reach end of file and the pumps finish.
+        streams = (self.process.stdout, self.process.stderr)
+        for pump, stream in zip(self._pumps, streams, strict=True):
+            pump.join(timeout=10)
+            # A pump still reading (a leaked grandchild holds the pipe) keeps its stream open:
+            # closing it under the reader is exactly the race this class avoids.
+            if stream is not None and not pump.is_alive():
+                stream.close()
+        return self.process.returncode, "".join(line + "\n" for line in self._stderr)

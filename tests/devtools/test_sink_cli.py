@@ -22,8 +22,8 @@ def sink_process(tmp_path: Path) -> Iterator[SinkProcess]:
     try:
         yield process
     finally:
-        if process.process.poll() is None:
-            process.stop()
+        # stop() is safe to call again, and it joins the output threads even if it exited.
+        process.stop()
 
 
 def test_help_explains_the_options() -> None:
@@ -89,6 +89,11 @@ def test_sigterm_stops_it_cleanly(sink_process: SinkProcess) -> None:
 
     assert 0 == status
     assert "Traceback" not in stderr
+    # The helper's output readers are done before it closes the pipes (a reader left running
+    # on a closed pipe raised in a thread and failed whichever test ran next).
+    assert not any(pump.is_alive() for pump in sink_process._pumps)
+    assert sink_process.process.stdout is not None
+    assert sink_process.process.stdout.closed
 
 
 def test_a_non_loopback_address_needs_the_explicit_flag() -> None:
