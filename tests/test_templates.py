@@ -172,3 +172,24 @@ def test_the_wheel_ships_templates_and_catalogs() -> None:
         "templates/_layout.html",
         "locale/zh_Hans/LC_MESSAGES/mailreset.mo",
     } <= names
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_chinese_mails_have_no_stray_spaces_around_a_chinese_app_name(name: str) -> None:
+    """CJK text needs no spaces around a name: none beside 示例应用 in the subject, the text
+    or the HTML, while a Latin name keeps the spaces that set it apart."""
+    chinese = build(name, "zh_Hans", app_name="示例应用")
+    latin = build(name, "zh_Hans", app_name="Acme")
+
+    stray = re.compile(r"[\u4e00-\u9fff，。：] +示例应用|示例应用 +[\u4e00-\u9fff，。：]")
+    for text in (chinese.subject, chinese.text, chinese.html):
+        assert [] == stray.findall(text)
+        assert "示例应用" in text
+    assert re.search(r"(\A|[\u4e00-\u9fff] )Acme [\u4e00-\u9fff]", latin.subject)
+
+
+def test_chinese_subjects_read_as_written() -> None:
+    """The three subjects with a Chinese app name, exactly."""
+    subjects = [build(name, "zh_Hans", app_name="示例应用").subject for name in BUNDLED]
+
+    assert ["重置您的示例应用密码", "您的示例应用密码已更改", "示例应用密码重置请求"] == subjects

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import gettext
 import io
+import re
 from importlib import resources
 from typing import Any
 
 import jinja2
 
-__all__ = ["bundled_translations", "install_translations", "language_tag"]
+__all__ = ["bundled_translations", "install_translations", "join_cjk", "language_tag", "unspaced"]
 
 _BUNDLED_LOCALES = {"en": "en", "zh_hans": "zh_Hans", "zh": "zh_Hans", "zh_cn": "zh_Hans"}
 _LANG_TAGS = {"en": "en", "zh_Hans": "zh-Hans"}
+#: Languages written without spaces between words.
+_UNSPACED = ("zh", "ja")
+# CJK punctuation, kana, CJK ideographs (extension A, unified, compatibility), full-width forms.
+_CJK = "\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}]) +(?=[{_CJK}])")
 
 
 def bundled_translations(locale: str | None) -> tuple[gettext.NullTranslations, str | None]:
@@ -39,6 +45,21 @@ def bundled_translations(locale: str | None) -> tuple[gettext.NullTranslations, 
 def language_tag(locale: str) -> str:
     """The BCP 47 tag for a canonical locale (``zh_Hans`` -> ``zh-Hans``)."""
     return _LANG_TAGS.get(locale, locale.replace("_", "-"))
+
+
+def unspaced(locale: str) -> bool:
+    """True for a language written without spaces between words (Chinese, Japanese)."""
+    return locale.startswith(_UNSPACED)
+
+
+def join_cjk(text: str) -> str:
+    """``text`` without the spaces that sit between two CJK characters.
+
+    A translation keeps a space on each side of a placeholder (``重置您的 %(app_name)s
+    密码``), which suits a Latin name ("Acme") but leaves stray spaces around a Chinese one
+    (示例应用): those go, the ones next to Latin text stay.
+    """
+    return _SPACE_BETWEEN_CJK.sub("", text) if " " in text else text
 
 
 def _defined(count: Any) -> Any:

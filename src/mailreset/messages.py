@@ -47,7 +47,13 @@ from mailreset._headers import (
     parse_address,
     parse_addresses,
 )
-from mailreset._locales import bundled_translations, install_translations, language_tag
+from mailreset._locales import (
+    bundled_translations,
+    install_translations,
+    join_cjk,
+    language_tag,
+    unspaced,
+)
 from mailreset._mime import set_body
 from mailreset._policy import CheckedAddresses, CheckedMessageID, caching_policy
 from mailreset._templating import Templates, TemplatesInput
@@ -151,6 +157,7 @@ class MessageBuilder:
             catalog.add_fallback(translations)
         self.locale = canonical or str(locale)
         self._lang = language_tag(self.locale)
+        self._unspaced = unspaced(self.locale)
         self._templates = Templates(templates)
         install_translations(self._templates.environment, catalog)
 
@@ -210,6 +217,12 @@ class MessageBuilder:
                 )
         rendered = self._templates.render(template, {"lang": self._lang, **(context or {})})
         text, html, template_subject = rendered.text, rendered.html, rendered.subject
+        if self._unspaced:
+            # No stray spaces around a CJK app name (see join_cjk).
+            text = join_cjk(text)
+            html = None if html is None else join_cjk(html)
+            if template_subject is not None:
+                template_subject = join_cjk(template_subject)
         if subject is None:
             if template_subject is None:
                 raise TemplateError(
