@@ -8,7 +8,7 @@ RSA (rsa-sha256) and Ed25519 (ed25519-sha256), after the message went through th
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +30,8 @@ from mailreset import (
     ThreadedMailer,
 )
 from mailreset.dkim import DKIMSigner
+from tests.browser_support import in_ci
+from tests.postfix_support import Postfix, unavailable_reason
 
 SELECTOR = "mail2026"
 DOMAIN = "app.example"
@@ -256,3 +258,46 @@ def test_without_a_transport_it_only_signs() -> None:
 
     with pytest.raises(ConfigurationError, match="transport="):
         DKIMSigner(SELECTOR, DOMAIN, private).send(envelope)
+
+
+@pytest.fixture
+def postfix() -> Iterator[Postfix]:
+    """A Postfix of the test's own (see tests/postfix_support.py), removed after."""
+    reason = unavailable_reason()
+    if reason is not None:
+        if in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    server = Postfix()
+    try:
+        yield server.start()
+    finally:
+        server.remove()
+
+
+@pytest.mark.postfix
+def test_both_signatures_verify_after_postfix_delivered_an_smtputf8_message(
+    postfix: Postfix, builder: MessageBuilder
+) -> None:
+    """A real MTA in between: Postfix takes an SMTPUTF8 message with an RSA and an Ed25519
+    signature (one signer wrapping the other), adds its own trace headers and delivers it;
+    both signatures verify in the delivered file."""
+    rsa_private, rsa_record = KEYS["rsa-sha256"]()
+    ed_private, ed_record = KEYS["ed25519-sha256"]()
+    records = {f"rsa._domainkey.{DOMAIN}": rsa_record, f"ed._domainkey.{DOMAIN}": ed_record}
+    smtp = SMTPTransport(postfix.settings())
+    signer = DKIMSigner(
+        "rsa", DOMAIN, rsa_private, transport=DKIMSigner("ed", DOMAIN, ed_private, transport=smtp)
+    )
+    message = builder.build("reset_password", to="张三 <用户@mail.test>", context=RESET)
+
+    with SyncMailer(signer) as mailer:
+        mailer.send(message).result(timeout=30)
+    postfix.wait_delivered(1, timeout=30)
+    [delivered] = list((postfix.maildir / "new").iterdir())
+    raw = delivered.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    checker = dkim.DKIM(raw)
+
+    assert raw.startswith(b"Return-Path:")  # Postfix's own headers came first
+    assert [True, True] == [checker.verify(idx=i, dnsfunc=dns(records)) for i in (0, 1)]
+    assert "用户@mail.test" in raw.decode("utf-8")
