@@ -211,6 +211,7 @@ def test_dknewkey_style_ed25519_keys_are_accepted() -> None:
         ({"algorithm": "ed25519-sha256"}, "does not fit"),
         ({"headers": ["To"]}, "From"),
         ({"headers": "From"}, "headers"),
+        ({"headers": ["From", "Bétreff"]}, "headers"),
     ],
 )
 def test_bad_settings_are_configuration_errors_when_it_is_made(

@@ -174,7 +174,8 @@ class DKIMSigner:
         self._key, self.algorithm = _key_and_algorithm(private_key, algorithm)
         self.transport = transport
         if headers is not None and (
-            isinstance(headers, str) or not all(isinstance(name, str) for name in headers)
+            isinstance(headers, str)
+            or not all(isinstance(name, str) and name.isascii() for name in headers)
         ):
             raise ConfigurationError("DKIMSigner headers must be a list of header names")
         self._headers = None if headers is None else tuple(h.encode("ascii") for h in headers)
