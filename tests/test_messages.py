@@ -252,6 +252,62 @@ def test_build_reply_to_and_headers_add_to_the_builder_defaults() -> None:
     assert ("acme", "test") == (message["X-App"], message["X-Env"])
 
 
+@pytest.mark.parametrize(
+    ("headers", "template_files"),
+    [
+        ({"Content-Language": "de"}, {"note.txt": "{% block subject %}S{% endblock %}hi"}),
+        ({"Content-Language": "de"}, {"note.html": "{% block subject %}S{% endblock %}<p>hi"}),
+        (
+            {"Content-Language": "de", "X-Trace": "1", "List-Unsubscribe": "<mailto:u@a.example>"},
+            {"note.txt": "{% block subject %}S{% endblock %}hi", "note.html": "<p>hi</p>"},
+        ),
+    ],
+)
+def test_every_header_given_is_kept_content_language_included(
+    app_templates: Path, headers: dict[str, str], template_files: dict[str, str]
+) -> None:
+    """headers= values reach the message's top level, whatever its MIME structure; a
+    Content-* header is not dropped by the body that set_content() writes later."""
+    builder = MessageBuilder(write(app_templates, template_files), sender=SENDER)
+    attachment = Attachment(filename="a.pdf", content=b"%PDF-1.4")
+
+    for attachments in ((), (attachment,)):
+        message = roundtrip(
+            builder.build("note", to="b@example.com", headers=headers, attachments=attachments)
+        )
+
+        assert headers == {name: message[name] for name in headers}
+        assert [] == [part for part in message.iter_parts() if part["Content-Language"]]
+
+
+@pytest.mark.parametrize("name", sorted(CONTEXTS))
+def test_bundled_mails_are_auto_submitted_auto_generated(name: str) -> None:
+    """Every bundled mail says Auto-Submitted: auto-generated (RFC 3834), so out-of-office
+    robots do not answer it, in every locale."""
+    for locale in (None, "zh_Hans"):
+        builder = MessageBuilder(sender=SENDER, locale=locale)
+
+        message = roundtrip(builder.build(name, to="b@example.com", context=CONTEXTS[name]))
+
+        assert ["auto-generated"] == message.get_all("Auto-Submitted")
+
+
+def test_auto_submitted_is_the_apps_choice_for_its_own_and_given_headers(
+    app_templates: Path,
+) -> None:
+    """An app's own template gets no Auto-Submitted unless asked; headers= overrides ours."""
+    builder = MessageBuilder(
+        write(app_templates, {"welcome.txt": "{% block subject %}Hi{% endblock %}Welcome"}),
+        sender=SENDER,
+    )
+
+    assert None is builder.build("welcome", to="b@example.com")["Auto-Submitted"]
+    overridden = builder.build(
+        "reset_password", to="b@example.com", context=RESET, headers={"auto-submitted": "no"}
+    )
+    assert ["no"] == overridden.get_all("Auto-Submitted")
+
+
 def test_a_naive_clock_is_a_configuration_error() -> None:
     """The Date header needs an aware datetime; a naive clock is refused, not guessed."""
     builder = MessageBuilder(sender=SENDER, clock=lambda: datetime(2026, 1, 1))
@@ -417,7 +473,7 @@ def test_headers_may_not_set_what_the_builder_owns(builder: MessageBuilder, name
         "bob@exa_mple.com",
         '"quoted"@example.com',
         "bob@[127.0.0.1]",
-        "bøb@example.com",
+        "bø b@example.com",
         "a@example.com, b@example.com",
         "a@example.com; b@example.com",
         "Bob <bob@example.com",
@@ -442,6 +498,7 @@ def test_invalid_addresses_raise_invalid_message(builder: MessageBuilder, addres
         ('"Smith, Bob" <bob@example.com>', '"Smith, Bob" <bob@example.com>'),
         ("o'neil+tag@sub.example.co.uk", "o'neil+tag@sub.example.co.uk"),
         ("bob@bücher.example", "bob@xn--bcher-kva.example"),
+        ("Bøb <bøb@example.com>", "Bøb <bøb@example.com>"),
         (Address("Bob", "bob", "example.com"), "Bob <bob@example.com>"),
     ],
 )

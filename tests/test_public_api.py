@@ -12,6 +12,7 @@ import mailreset
 
 PUBLIC_MODULES = [
     "mailreset",
+    "mailreset.dkim",
     "mailreset.errors",
     "mailreset.mailers",
     "mailreset.messages",

@@ -45,16 +45,23 @@ def test_each_bundled_template_has_text_and_html_with_a_subject_block(name: str)
 
 @pytest.mark.parametrize("locale", [None, "zh_Hans"])
 @pytest.mark.parametrize("name", BUNDLED)
-def test_bundled_html_is_self_contained_with_lang_viewport_and_a_hidden_preheader(
+def test_bundled_html_is_self_contained_with_lang_viewport_and_no_hidden_text(
     name: str, locale: str | None
 ) -> None:
-    """Inline styles only, nothing fetched from outside, lang set, preheader hidden."""
+    """Inline styles only, nothing fetched from outside, lang set; nothing hidden (spam
+    filters score hidden text): the preheader is the first paragraph, in plain view."""
     html = build(name, locale).html
+    body = html[html.index("<body") :]
 
     assert [] == re.findall(r"<style|<link|<script|@import|url\(|src=\"https?:", html)
     assert re.search(r'<html lang="(en|zh-Hans)"', html)
     assert 'name="viewport"' in html
-    assert re.search(r'<div style="display:none;[^"]*mso-hide:all;">[^<]+</div>', html)
+    assert [] == re.findall(
+        r"display:\s*none|opacity:\s*0|font-size:\s*[0-4]px|max-height:\s*0|mso-hide", body
+    )
+    assert re.search(
+        r'<td align="center"[^>]*>\s*<p style="[^"]*color:#4b5563;[^"]*">[^<]+</p>', body
+    )
 
 
 @pytest.mark.parametrize("locale", [None, "zh_Hans"])
@@ -172,3 +179,24 @@ def test_the_wheel_ships_templates_and_catalogs() -> None:
         "templates/_layout.html",
         "locale/zh_Hans/LC_MESSAGES/mailreset.mo",
     } <= names
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_chinese_mails_have_no_stray_spaces_around_a_chinese_app_name(name: str) -> None:
+    """CJK text needs no spaces around a name: none beside 示例应用 in the subject, the text
+    or the HTML, while a Latin name keeps the spaces that set it apart."""
+    chinese = build(name, "zh_Hans", app_name="示例应用")
+    latin = build(name, "zh_Hans", app_name="Acme")
+
+    stray = re.compile(r"[\u4e00-\u9fff，。：] +示例应用|示例应用 +[\u4e00-\u9fff，。：]")
+    for text in (chinese.subject, chinese.text, chinese.html):
+        assert [] == stray.findall(text)
+        assert "示例应用" in text
+    assert re.search(r"(\A|[\u4e00-\u9fff] )Acme [\u4e00-\u9fff]", latin.subject)
+
+
+def test_chinese_subjects_read_as_written() -> None:
+    """The three subjects with a Chinese app name, exactly."""
+    subjects = [build(name, "zh_Hans", app_name="示例应用").subject for name in BUNDLED]
+
+    assert ["重置您的示例应用密码", "您的示例应用密码已更改", "示例应用密码重置请求"] == subjects

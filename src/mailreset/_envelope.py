@@ -26,6 +26,7 @@ from typing import Any
 
 import attrs
 
+from mailreset._addresses import canonical_address
 from mailreset._convert import to_tuple
 from mailreset.errors import InvalidMessage
 
@@ -76,19 +77,22 @@ def envelope(message: Message) -> tuple[str, tuple[str, ...]]:
         recipients.setdefault(address.lower(), address)
     if not recipients:
         raise InvalidMessage("the message has no recipient: set To, Cc or Bcc")
-    for address in (senders[0], *recipients.values()):
-        _check_address(address)
-    return senders[0], tuple(recipients.values())
+    # Unicode domains as A-labels: only a non-ASCII local part then needs SMTPUTF8.
+    sender = _canonical(senders[0])
+    return sender, tuple(_canonical(address) for address in recipients.values())
+
+
+def _canonical(address: object) -> str:
+    """``address`` checked by the one address check, its domain in A-labels."""
+    try:
+        return canonical_address(address, "the envelope address")
+    except InvalidMessage as error:
+        raise InvalidMessage(f"not an e-mail address: {error}") from None
 
 
 def _check_address(address: object) -> None:
     """Raise InvalidMessage unless ``address`` can go into ``MAIL FROM``/``RCPT TO``."""
-    if (
-        not isinstance(address, str)
-        or any(char in address for char in "\r\n\0<> ")
-        or address.count("@") != 1
-    ):
-        raise InvalidMessage(f"not an e-mail address: {address!r}")
+    _canonical(address)
 
 
 def _check_sender(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -205,6 +209,28 @@ class Envelope:
             message_id=message_id,
             smtputf8=smtputf8,
         )
+
+
+_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
+
+
+def message_from_wire(data: bytes) -> EmailMessage:
+    """``data`` parsed with ``policy.default``; UTF-8 headers (SMTPUTF8, RFC 6532) read right.
+
+    The bytes parser reads every header as ASCII (non-ASCII bytes become surrogates), so a
+    message whose headers are UTF-8 is parsed from its text instead; only then, because the
+    text parser would not give an 8bit body back as its bytes.
+    """
+    end = _END_OF_HEADERS.search(data)
+    head = data if end is None else data[: end.start()]
+    if not head.isascii():
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return email.message_from_string(text, policy=email_policy.default)
+    return email.message_from_bytes(data, policy=email_policy.default)
 
 
 def to_envelope(message: Message | Envelope) -> Envelope:

@@ -6,12 +6,10 @@ into a subject, a display name, an address or a custom header (header injection)
 package would refuse some of these too, but only with a bare ``ValueError`` and only once the
 header is set; and it accepts line breaks other than CR and LF that ``str.splitlines`` honours.
 
-Addresses are held to a strict, deliberately small syntax: ``local@domain`` with a dot-atom
-local part (ASCII, at most 64 octets) and a host name domain (letters, digits, hyphens; a
-non-ASCII domain is converted to its IDNA form), optionally with a display name as
-``Name <local@domain>``. Quoted local parts, comments, groups, domain literals and non-ASCII
-local parts (which need SMTPUTF8) are refused: a password-reset mail has no use for them and
-each one is a place where parsers disagree.
+Addresses are checked by :mod:`mailreset._addresses` (the one address check): ``local@domain``
+with a dot-atom local part (non-ASCII allowed: RFC 6531) and a host name domain (a Unicode
+domain becomes its IDNA 2008 A-labels), optionally with a display name as
+``Name <local@domain>``.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import re
 from collections.abc import Iterable
 from email.headerregistry import Address
 
+from mailreset._addresses import split_address
 from mailreset.errors import InvalidMessage
 
 __all__ = [
@@ -36,9 +35,6 @@ AddressInput = str | Address
 # NUL, every C0 control but TAB, DEL, and everything str.splitlines() treats as a line break
 # (CR, LF, VT, FF, FS, GS, RS, NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR).
 _FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 _NAME_ADDR = re.compile(r"(?P<name>.*?)\s*<(?P<addr>[^<>]*)>\s*\Z", re.DOTALL)
 # RFC 5322 field names: printable ASCII except the colon.
 _FIELD_NAME = re.compile(r"[!-9;-~]+\Z")
@@ -71,39 +67,6 @@ def check_header_name(name: object) -> str:
     return name
 
 
-def _check_addr_spec(addr: str, what: str) -> tuple[str, str]:
-    if "," in addr or ";" in addr:
-        raise InvalidMessage(
-            f"{what} {addr!r} looks like several addresses: pass them as a list, one per item"
-        )
-    local, at, domain = addr.rpartition("@")
-    if not at or not local or not domain:
-        raise InvalidMessage(f"{what} {addr!r} is not an email address (expected local@domain)")
-    if not local.isascii():
-        raise InvalidMessage(
-            f"{what} {addr!r} has a non-ASCII local part, which needs SMTPUTF8 (not supported)"
-        )
-    if not _DOT_ATOM.match(local) or len(local) > 64:
-        raise InvalidMessage(
-            f"{what} {addr!r} has an invalid local part (letters, digits, !#$%&'*+/=?^_`{{|}}~- "
-            "and single dots between them; at most 64 characters)"
-        )
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise InvalidMessage(f"{what} {addr!r} has an invalid domain: {exc}") from exc
-    labels = domain.split(".")
-    if len(domain) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise InvalidMessage(
-            f"{what} {addr!r} has an invalid domain (host name labels of letters, digits and "
-            "hyphens, separated by single dots)"
-        )
-    if len(local) + 1 + len(domain) > 254:
-        raise InvalidMessage(f"{what} {addr!r} is longer than 254 characters")
-    return local, domain
-
-
 def parse_address(value: object, what: str = "address") -> Address:
     """One address (``"a@b.example"``, ``"Name <a@b.example>"`` or an ``Address``), checked.
 
@@ -130,7 +93,7 @@ def parse_address(value: object, what: str = "address") -> Address:
         raise InvalidMessage(f"{what} is empty")
     if "<" in name or ">" in name:
         raise InvalidMessage(f"{what} {value!r} has angle brackets in its display name")
-    local, domain = _check_addr_spec(addr, what)
+    local, domain = split_address(addr, what)
     return Address(display_name=name, username=local, domain=domain)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 import unicodedata
@@ -32,6 +31,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Generic
 from urllib.parse import urlsplit
 
+from mailreset._addresses import is_address
 from mailreset._limits import MemoryRateLimiter, RateLimiter
 from mailreset._passwords import NISTPasswordPolicy, PasswordPolicy
 from mailreset._users import MemoryUser, MemoryUserStore, U, UserStore, normalize_email
@@ -69,9 +69,6 @@ PURPOSE = "reset_password"
 # before normalising keeps the caller's path bounded whatever is posted.
 _MAX_ADDRESS = 320
 _MAX_CLIENT_KEY = 200
-# What the "no account here" notice may be sent to: one @, no space, control or lone surrogate.
-_ADDRESS_PART = r"[^@\s\x00-\x1f\x7f\ud800-\udfff]+"
-_PLAIN_ADDRESS = re.compile(f"{_ADDRESS_PART}@{_ADDRESS_PART}")
 
 _STOP: Any = object()
 
@@ -245,7 +242,7 @@ class PasswordReset(Generic[U]):
 
     def _handle(self, typed: str, client: object) -> None:
         address = typed.casefold()
-        if "@" not in address:
+        if not is_address(address):
             logger.info("password reset ignored: not an address")
             return
         if client is not None:
@@ -293,7 +290,7 @@ class PasswordReset(Generic[U]):
             logger.info("password reset for an unknown address: %s", _mask(typed))
             self._decoy()
             return
-        if not _PLAIN_ADDRESS.fullmatch(typed):
+        if not is_address(typed):
             logger.info("unknown-address notice not sent: not a plain address")
             return
         context: dict[str, object] = {"app_name": self.app_name}

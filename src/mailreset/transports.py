@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import email
-import email.policy
 import ipaddress
 import logging
 import os
@@ -24,9 +22,14 @@ import attrs
 
 from mailreset._connect import connect, tls_context
 from mailreset._delivery import Delivery
-from mailreset._envelope import Envelope, require_envelope
+from mailreset._envelope import Envelope, message_from_wire, require_envelope
 from mailreset._smtp_errors import mapping_smtp_errors, refused_failure, reply_failure
-from mailreset.errors import ConfigurationError, DeliveryError, TemporaryFailure
+from mailreset.errors import (
+    ConfigurationError,
+    DeliveryError,
+    PermanentFailure,
+    TemporaryFailure,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -436,8 +439,12 @@ class SMTPTransport:
             options.append(f"SIZE={len(envelope.data)}")
         if envelope.smtputf8:
             if not connection.has_extn("smtputf8"):
-                raise smtplib.SMTPNotSupportedError(
-                    "an address needs SMTPUTF8, which the server does not offer"
+                # No retry can fix it, but it is this message's trouble, not every message's.
+                needing = [a for a in (envelope.sender, *envelope.recipients) if not a.isascii()]
+                raise PermanentFailure(
+                    f"{self._where} does not offer SMTPUTF8, which these internationalised "
+                    f"addresses need: {', '.join(needing)}",
+                    smtp_error="SMTPUTF8 not offered",
                 )
             options += ["SMTPUTF8", "BODY=8BITMIME"]
         return options
@@ -563,10 +570,7 @@ class MemoryTransport:
         Bcc is not among their headers (it never goes on the wire): see :attr:`envelopes`
         for every recipient.
         """
-        return [
-            email.message_from_bytes(envelope.data, policy=email.policy.default)
-            for envelope in self.envelopes
-        ]
+        return [message_from_wire(envelope.data) for envelope in self.envelopes]
 
     def __len__(self) -> int:
         with self._lock:

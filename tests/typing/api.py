@@ -9,6 +9,7 @@ from email.message import EmailMessage
 import jinja2
 
 import mailreset
+from mailreset.dkim import DKIMSigner
 from mailreset.mailers import Delivery, Retry
 from mailreset.messages import Attachment, MessageBuilder, envelope, wire_bytes
 from mailreset.transports import SMTPSettings
@@ -47,3 +48,15 @@ claims: mailreset.Claims = tokens.verify(token, "reset_password", bind=lambda su
 subject: str = claims.subject
 expires_at: datetime = claims.expires_at
 stale: mailreset.InvalidToken = mailreset.StaleToken("used")
+
+# -- dkim
+
+memory = mailreset.MemoryTransport()
+signer = DKIMSigner("mail", "acme.example", "-----BEGIN PRIVATE KEY-----...", transport=memory)
+signed: mailreset.Envelope = signer.sign(mailreset.Envelope.from_message(message))
+signing_transport: mailreset.Transport = signer
+signing_mailer = mailreset.ThreadedMailer(
+    lambda: DKIMSigner(
+        "mail", "acme.example", b"...", algorithm="ed25519-sha256", transport=memory
+    )
+)

@@ -22,6 +22,7 @@ import attrs
 
 from mailreset._clock import utc_now
 from mailreset._convert import to_tuple
+from mailreset._envelope import message_from_wire
 from mailreset.transports import Envelope
 
 __all__ = ["CapturedMessage", "extract_links", "extract_token"]
@@ -62,7 +63,7 @@ class CapturedMessage:
     ) -> CapturedMessage:
         """Capture raw message bytes; a missing envelope is read from the headers."""
         if envelope_from is None or envelope_to is None:
-            headers = email.message_from_bytes(raw, policy=email.policy.default)
+            headers = message_from_wire(raw)
             if envelope_from is None:
                 envelope_from = next(iter(_addresses(headers, "Sender", "From")), "")
             if envelope_to is None:
@@ -104,7 +105,7 @@ class CapturedMessage:
     @cached_property
     def message(self) -> EmailMessage:
         """The parsed message (``email.policy.default``)."""
-        return email.message_from_bytes(self.raw, policy=email.policy.default)
+        return message_from_wire(self.raw)
 
     @property
     def subject(self) -> str:
