@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -250,10 +251,14 @@ def test_workers_start_lazily() -> None:
 
 
 def test_more_connections_only_while_messages_wait() -> None:
-    """With every worker busy and messages waiting, it grows up to ``workers``, no further."""
+    """With every worker busy and messages waiting, it grows up to ``workers``, no further.
+
+    It grows only once a connection has delivered (see test_no_growth_before_a_delivery).
+    """
     gates: list[Gate] = []
     made = threading.Condition()
     opened = threading.Event()
+    opened.set()
 
     def factory() -> Gate:
         gate = Gate()
@@ -264,6 +269,8 @@ def test_more_connections_only_while_messages_wait() -> None:
         return gate
 
     mailer = ThreadedMailer(factory, workers=3)
+    mailer.send(make_message(100)).result(5)
+    opened.clear()
     futures = [mailer.send(make_message(number)) for number in range(10)]
     with made:
         assert made.wait_for(lambda: len(gates) >= 3, 5)
@@ -273,8 +280,31 @@ def test_more_connections_only_while_messages_wait() -> None:
     mailer.close(5)
 
     assert 3 == len(gates)
-    assert 10 == sum(len(gate.memory) for gate in gates)
+    assert 11 == sum(len(gate.memory) for gate in gates)
     assert all(future.done() for future in futures)
+
+
+def test_no_growth_before_a_delivery() -> None:
+    """Until a connection has delivered, one worker: bad settings cost one try, not workers."""
+    gates: list[Gate] = []
+
+    def factory() -> Gate:
+        gates.append(Gate())
+        return gates[-1]
+
+    mailer = ThreadedMailer(factory, workers=4)
+    futures = [mailer.send(make_message(number)) for number in range(10)]
+    for _ in range(500):  # bounded: 5 s
+        if gates:
+            break
+        time.sleep(0.01)
+    gates[0].wait_until_waiting(1)
+    time.sleep(0.5)  # time in which a growing pool would have made a second transport
+    assert 1 == len(gates)
+    gates[0].opened.set()
+    mailer.close(10)
+
+    assert all(future.result(0) for future in futures)
 
 
 def test_single_transport_means_one_worker() -> None:

@@ -12,7 +12,7 @@ from mailreset._clock import Clock
 from mailreset._delivery import Delivery
 from mailreset._envelope import Envelope
 from mailreset._redact import redact
-from mailreset.errors import ConfigurationError, TemporaryFailure
+from mailreset.errors import ConfigurationError, DeliveryError, TemporaryFailure
 from mailreset.transports import Transport
 
 log = logging.getLogger("mailreset")
@@ -50,10 +50,13 @@ class Retry:
     .. versionadded:: 0.1
     """
 
-    attempts: int = attrs.field(default=5, validator=_attempts)
+    # The defaults ride out what real servers do: a restart or failover of two minutes, a
+    # minute of 4xx rate limiting. Backoff ceilings 0.5, 1, 2 ... 16, then 20 s; the deadline
+    # (10 minutes) ends it, not the attempt count.
+    attempts: int = attrs.field(default=60, validator=_attempts)
     initial: float = attrs.field(default=0.5, validator=_positive)
-    maximum: float = attrs.field(default=30.0, validator=_positive)
-    deadline: float = attrs.field(default=300.0, validator=_positive)
+    maximum: float = attrs.field(default=20.0, validator=_positive)
+    deadline: float = attrs.field(default=600.0, validator=_positive)
 
     def ceiling(self, retry_number: int) -> float:
         """The backoff ceiling before retry number ``retry_number`` (1-based)."""
@@ -64,6 +67,14 @@ def _elapsed(clock: Clock, started: datetime) -> float:
     return (clock() - started).total_seconds()
 
 
+class GiveBack(Exception):
+    """Raised by :func:`deliver` when ``give_back`` wants the message back on the queue."""
+
+    def __init__(self, error: TemporaryFailure) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def deliver(
     transport: Transport,
     envelope: Envelope,
@@ -72,18 +83,30 @@ def deliver(
     clock: Clock,
     sleep: Sleep,
     jitter: Callable[[], float],
+    give_back: Callable[[TemporaryFailure], bool] | None = None,
 ) -> Delivery:
     """Send ``envelope``, retrying temporary failures as ``retry`` says; raise the final error.
 
-    Every transport gets the same call, ``transport.send(envelope)``.
+    Every transport gets the same call, ``transport.send(envelope)``. When an attempt's
+    outcome was unknown (``maybe_delivered``), the Delivery says ``maybe_duplicated`` and a
+    final error keeps ``maybe_delivered``: an error never claims "not accepted" wrongly.
+    When ``give_back(error)`` says True after the first attempt's temporary failure,
+    :class:`GiveBack` is raised instead of retrying (the message was not tried, in effect).
     """
     started = clock()
     attempt = 0
+    maybe = False
     while True:
         attempt += 1
         try:
             delivery = transport.send(envelope)
-        except TemporaryFailure as error:
+        except DeliveryError as error:
+            maybe = maybe or error.maybe_delivered
+            error.maybe_delivered = maybe
+            if not isinstance(error, TemporaryFailure):
+                raise
+            if attempt == 1 and not maybe and give_back is not None and give_back(error):
+                raise GiveBack(error) from error
             delay = retry.ceiling(attempt) * jitter()
             elapsed = _elapsed(clock, started)
             if attempt >= retry.attempts or elapsed + delay > retry.deadline:
@@ -97,4 +120,9 @@ def deliver(
             )
             sleep(delay)
             continue
-        return attrs.evolve(delivery, attempts=attempt, elapsed=_elapsed(clock, started))
+        return attrs.evolve(
+            delivery,
+            attempts=attempt,
+            elapsed=_elapsed(clock, started),
+            maybe_duplicated=maybe or delivery.maybe_duplicated,
+        )

@@ -19,17 +19,18 @@ from typing import Any
 from mailreset._clock import Clock, utc_now
 from mailreset._delivery import Delivery
 from mailreset._envelope import Envelope, to_envelope
+from mailreset._redact import redact
 from mailreset.errors import (
     ConfigurationError,
     DeliveryError,
-    InvalidMessage,
     MailerClosed,
+    PermanentFailure,
     QueueFull,
     TemporaryFailure,
 )
 from mailreset.mailers._protocol import OnFailure, check_on_failure, report
 from mailreset.mailers._replay import replay
-from mailreset.mailers._retry import Retry, Sleep, deliver
+from mailreset.mailers._retry import GiveBack, Retry, Sleep, deliver
 from mailreset.spool import Spool, SpooledMessage
 from mailreset.transports import SMTPSettings, SMTPTransport, Transport
 
@@ -39,7 +40,7 @@ log = logging.getLogger("mailreset")
 class _Job:
     """One queued message: its Future, its envelope, its spool file and the original message."""
 
-    __slots__ = ("envelope", "future", "message", "path")
+    __slots__ = ("envelope", "future", "message", "path", "running")
 
     def __init__(self, envelope: Envelope, path: Path | None, message: Message | None) -> None:
         self.future: Future[Delivery] = Future()
@@ -47,6 +48,8 @@ class _Job:
         self.path = path
         #: What the caller passed, for on_failure; None for an Envelope or a spooled one.
         self.message = message
+        #: Its Future was set running (a message given back to the queue keeps that).
+        self.running = False
 
 
 TransportSource = SMTPSettings | Transport | Callable[[], Transport]
@@ -57,6 +60,24 @@ _STOP: Any = object()
 _forks = [0]
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+
+def _close_quietly(transport: Transport | None) -> None:
+    """Close ``transport``; its errors are logged, never raised into a worker."""
+    if transport is None:
+        return
+    try:
+        transport.close()
+    except Exception as error:
+        log.warning("closing %r failed: %s", transport, redact(str(error)))
+    return
+
+
+def _unexpected(error: Exception) -> PermanentFailure:
+    """A DeliveryError for a Future, from an error no transport should raise."""
+    return PermanentFailure(
+        f"unexpected {type(error).__name__} while sending: {error}", original_error=error
+    )
 
 
 def _resolve(transport: object, workers: int) -> tuple[Callable[[], Transport], int]:
@@ -169,12 +190,17 @@ class ThreadedMailer:
         self._started = False
         self._replayed = threading.Event()
         self._replayed.set()
+        self._proven = False  # a connection delivered since the start or the last halt
+        self._ceiling = self.workers  # the most connections the server accepted lately
+        self._grow_after = 0.0  # time.monotonic() after which the pool may grow again
+        self._halt_error: DeliveryError | None = None  # a failure no retry fixes
+        self._halt_until = 0.0  # time.monotonic() until which nothing connects
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
+        alive = sum(1 for thread in self._threads if thread.is_alive())
         return (
-            f"<ThreadedMailer {state} workers={self._live}/{self.workers} "
-            f"queued={self._queue.qsize()}>"
+            f"<ThreadedMailer {state} workers={alive}/{self.workers} queued={self._queue.qsize()}>"
         )
 
     # -- the caller's side -------------------------------------------------------------------
@@ -251,10 +277,11 @@ class ThreadedMailer:
         log.debug("ThreadedMailer used in a new process (pid %d): fresh workers", os.getpid())
         self._new_process_state()
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Wait until every queued message was delivered or finally failed.
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued message was delivered or finally failed; return True.
 
-        Raises :class:`TimeoutError` when ``timeout`` seconds pass first.
+        True means every Future of a message sent so far is settled. Raises
+        :class:`TimeoutError` when ``timeout`` seconds pass first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._replayed.wait(timeout):
@@ -269,6 +296,7 @@ class ThreadedMailer:
                         "wait longer, or raise workers"
                     )
                 tasks.all_tasks_done.wait(left)
+        return True
 
     def close(self, timeout: float | None = None) -> None:
         """Stop accepting, deliver what is queued, then disconnect.
@@ -307,15 +335,16 @@ class ThreadedMailer:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if item is not _STOP:
-                error = TemporaryFailure(
-                    "the mailer closed before sending this message (close(timeout=...) ran "
-                    "out)" + ("; it stays in the spool for the next start" if item.path else "")
-                )
-                if item.future.set_running_or_notify_cancel():
-                    item.future.set_exception(error)
-                report(self.on_failure, item.message, item.envelope, error)
-            self._queue.task_done()
+            try:
+                if item is not _STOP:
+                    error = TemporaryFailure(
+                        "the mailer closed before sending this message (close(timeout=...) "
+                        "ran out)"
+                        + ("; it stays in the spool for the next start" if item.path else "")
+                    )
+                    self._fail(item, error, keep=True)
+            finally:
+                self._queue.task_done()
 
     def _close_at_exit(self) -> None:
         try:
@@ -344,15 +373,23 @@ class ThreadedMailer:
             raise
         self._threads = [*(t for t in self._threads if t.is_alive()), thread]
 
+    def _limit(self) -> int:
+        # After the server refused a connection, the pool stays at the size that worked until
+        # a backoff has passed; then it may try to grow again.
+        if self._ceiling < self.workers and time.monotonic() >= self._grow_after:
+            self._ceiling = self.workers
+        return self._ceiling
+
     def _maybe_grow(self) -> None:
-        # Another connection only while messages wait and no worker is free for them.
-        if self._idle or self._live >= self.workers:
+        # Another connection only while messages wait, no worker is free for them, and a
+        # connection has worked: a wrong password must cost one AUTH, not one per worker.
+        if self._idle or not self._proven or self._live >= self._limit():
             return
         if not self._queue.qsize():
             self._starved = True  # the next send grows instead
             return
         with self._lock:
-            if not self._idle and self._live < self.workers and not self._closed:
+            if not self._idle and self._live < self._limit() and not self._closed:
                 try:
                     self._spawn()
                 except RuntimeError as error:  # no new threads (interpreter shutdown)
@@ -364,6 +401,7 @@ class ThreadedMailer:
 
     def _work(self) -> None:
         transport: Transport | None = None
+        counted = True  # this thread is in self._live
         try:
             while True:
                 item: _Job | None
@@ -373,28 +411,32 @@ class ThreadedMailer:
                 except queue.Empty:
                     item = self._wait_for_work()
                 if item is None:
-                    if transport is not None:
-                        transport.close()
-                        transport = None
+                    _close_quietly(transport)
+                    transport = None
                     if self._leave_if_idle():
+                        counted = False
                         return
                     continue
                 if item is _STOP:
                     self._queue.task_done()
-                    with self._lock:
-                        self._live -= 1
                     return
-                self._maybe_grow()
+                leave = False
                 try:
-                    if transport is None:
-                        transport = self._factory()
-                    self._handle(item, transport)
+                    transport, leave = self._take(item, transport)
+                except Exception as error:  # the last line of defence: a worker never dies
+                    log.exception("unexpected error in a mailreset worker")
+                    _close_quietly(transport)
+                    transport = None
+                    self._fail(item, _unexpected(error), keep=False)
                 finally:
                     self._queue.task_done()
+                if leave:
+                    return
         finally:
-            if transport is not None:
-                with contextlib.suppress(Exception):
-                    transport.close()
+            _close_quietly(transport)
+            if counted:
+                with self._lock:
+                    self._live -= 1
 
     def _wait_for_work(self) -> _Job | None:
         """The next queued item, or None after ``idle_timeout``; counted as idle meanwhile."""
@@ -421,12 +463,58 @@ class ThreadedMailer:
                 return False
         return True
 
-    def _handle(self, job: _Job, transport: Transport) -> None:
-        future, path = job.future, job.path
-        if not future.set_running_or_notify_cancel():
-            if path is not None and self.spool is not None:
-                self.spool.remove(path)
-            return
+    def _halted(self) -> DeliveryError | None:
+        """The failure no retry fixes that stops connecting for now, if any."""
+        error = self._halt_error
+        if error is None or time.monotonic() >= self._halt_until:
+            return None
+        return error
+
+    def _take(self, job: _Job, transport: Transport | None) -> tuple[Transport | None, bool]:
+        """Deliver ``job``; return the transport to keep and whether this worker leaves."""
+        if not job.running:
+            job.running = True
+            if not job.future.set_running_or_notify_cancel():
+                self._forget(job)
+                return transport, False
+        halted = self._halted()
+        if halted is not None:
+            self._fail(job, halted, keep=True)
+            return transport, False
+        if transport is None:
+            try:
+                transport = self._factory()
+            except Exception as error:
+                log.error("the transport factory raised", exc_info=error)
+                self._fail(
+                    job,
+                    PermanentFailure(
+                        f"the transport factory raised {type(error).__name__}: {error}",
+                        original_error=error,
+                    ),
+                    keep=False,
+                )
+                return None, False
+        if self._proven:
+            self._maybe_grow()
+        was_open = bool(getattr(transport, "is_open", True))
+
+        def give_back(error: TemporaryFailure) -> bool:
+            # Refused at connect (421, or refused) while other connections to the server
+            # work: the server's connection limit, not this message's fault.
+            if was_open or self._live < 2:
+                return False
+            refused = error.smtp_code == 421 or isinstance(
+                error.original_error, ConnectionRefusedError
+            )
+            if not refused:
+                return False
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                return False
+            return True
+
         try:
             delivery = deliver(
                 transport,
@@ -435,18 +523,98 @@ class ThreadedMailer:
                 clock=self._clock,
                 sleep=self._backoff,
                 jitter=random.random,
+                give_back=give_back,
             )
+        except GiveBack as back:
+            with self._lock:
+                self._ceiling = max(1, self._live - 1)
+                self._grow_after = time.monotonic() + self.retry.maximum
+                self._proven = False
+            log.info(
+                "%s refused another connection (%s); the pool shrinks to %d",
+                transport,
+                redact(str(back.error)),
+                self._ceiling,
+            )
+            _close_quietly(transport)
+            return None, True
+        except DeliveryError as error:
+            if error.every_message:
+                self._halt(job, error)
+                _close_quietly(transport)
+                return None, False
+            self._fail(job, error, keep=False)
+            return transport, False
         except Exception as error:
-            if path is not None and self.spool is not None:
-                self.spool.set_aside(path)
-            future.set_exception(error)
-            if not isinstance(error, (DeliveryError, InvalidMessage)):
-                log.error("unexpected error from %r", transport, exc_info=error)
-            report(self.on_failure, job.message, job.envelope, error)
+            log.error("unexpected error from %r", transport, exc_info=error)
+            self._fail(job, _unexpected(error), keep=False)
+            _close_quietly(transport)
+            return None, False
+        self._proven = True
+        self._succeed(job, delivery)
+        return transport, False
+
+    def _halt(self, job: _Job, error: DeliveryError) -> None:
+        """One attempt showed that no retry helps: stop connecting, end what waits."""
+        with self._lock:
+            self._halt_error = error
+            self._halt_until = time.monotonic() + self.retry.maximum
+            self._proven = False
+        log.error(
+            "%s; no connection for %.0fs, and the messages waiting now fail with this error%s",
+            redact(str(error)),
+            self.retry.maximum,
+            " (they stay in the spool for the next start)" if self.spool is not None else "",
+        )
+        self._fail(job, error, keep=True)
+        stops = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                if item is _STOP:
+                    stops += 1
+                    continue
+                if not item.running:
+                    item.running = True
+                    if not item.future.set_running_or_notify_cancel():
+                        self._forget(item)
+                        continue
+                self._fail(item, error, keep=True)
+            finally:
+                self._queue.task_done()
+        for _ in range(stops):  # close() asked other workers to stop: pass it on
+            self._queue.put(_STOP)
+
+    def _forget(self, job: _Job) -> None:
+        if job.path is not None and self.spool is not None:
+            try:
+                self.spool.remove(job.path)
+            except OSError as error:
+                log.warning("could not remove spool file %s: %s", job.path.name, error)
+
+    def _succeed(self, job: _Job, delivery: Delivery) -> None:
+        self._forget(job)
+        if not job.future.done():
+            job.future.set_result(delivery)
+
+    def _fail(self, job: _Job, error: BaseException, *, keep: bool) -> None:
+        """End ``job`` with ``error`` exactly once; ``keep`` leaves its spool file in place."""
+        if job.path is not None and self.spool is not None and not keep:
+            try:
+                self.spool.set_aside(job.path)
+            except Exception as spool_error:
+                log.warning("could not set spool file %s aside: %s", job.path, spool_error)
+        if job.future.done():
             return
-        if path is not None and self.spool is not None:
-            self.spool.remove(path)
-        future.set_result(delivery)
+        if not job.running:
+            job.running = True
+            if not job.future.set_running_or_notify_cancel():
+                return
+        job.future.set_exception(error)
+        report(self.on_failure, job.message, job.envelope, error)
 
     def _requeue(self, left: SpooledMessage) -> None:
         """Queue a message the spool replay found (blocking while the queue is full)."""
