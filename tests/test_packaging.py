@@ -30,8 +30,8 @@ def test_pytest_plugin_is_registered_through_pytest11() -> None:
     assert "mailreset.testing.plugin" == entry_points["mailreset"].value
 
 
-def test_runtime_requirements_are_only_pyjwt_jinja2_and_attrs() -> None:
-    """Installing the core pulls in PyJWT, Jinja2 and attrs and nothing else."""
+def test_runtime_requirements_are_only_pyjwt_jinja2_attrs_and_idna() -> None:
+    """Installing the core pulls in PyJWT, Jinja2, attrs and idna (IDNA 2008 domains), no more."""
     requires = importlib.metadata.requires("mailreset") or []
     core = sorted(
         requirement.split(">")[0].split("=")[0].split("<")[0].strip().lower()
@@ -39,7 +39,7 @@ def test_runtime_requirements_are_only_pyjwt_jinja2_and_attrs() -> None:
         if "extra ==" not in requirement
     )
 
-    assert ["attrs", "jinja2", "pyjwt"] == core
+    assert ["attrs", "idna", "jinja2", "pyjwt"] == core
 
 
 def test_py_typed_is_installed() -> None:
