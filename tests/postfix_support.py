@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from mailreset import SMTPSettings
-from tests.rq_support import _free_port, wait_until
+from mailreset.testing._smtp import free_port
+from tests.rq_support import wait_until
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 SASLPASSWD = shutil.which("saslpasswd2") or "/usr/sbin/saslpasswd2"
@@ -110,8 +111,8 @@ class Postfix:
         self.queue = self.directory / "queue"
         self.data = self.directory / "data"
         self.maildir_base = self.directory / "mail"
-        self.port = _free_port()
-        self.tls_port = _free_port()
+        self.port = free_port()
+        self.tls_port = free_port()
         self.connection_limit = connection_limit
         self.message_rate = message_rate
         self._ca = trustme.CA()

@@ -16,18 +16,13 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from mailreset.testing._smtp import free_port
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 INSTALL_HINT = (
     "redis-server is not installed: `sudo apt-get install redis-server` (Debian/Ubuntu) or "
     "`brew install redis`; .ci/run installs it on a fresh machine"
 )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -48,7 +43,7 @@ class RedisServer:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -19,6 +19,7 @@ import time
 from typing import Protocol
 
 from mailreset import SMTPSettings
+from mailreset.testing._smtp import free_port
 
 SMTP_SINK_PATHS = ("/usr/sbin/smtp-sink", "/usr/libexec/postfix/smtp-sink")
 
@@ -41,13 +42,6 @@ class BenchServer(Protocol):
     def close(self) -> None:
         """Stop the server."""
         ...
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _wait_listening(port: int, timeout: float = 10.0) -> None:
@@ -77,7 +71,7 @@ class PostfixSink:
     pipelining = True
 
     def __init__(self, path: str, *, backlog: int = 100) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         command = [path, "-c"]
         if os.geteuid() == 0:
             command += ["-u", "nobody"]  # it refuses to keep root privileges

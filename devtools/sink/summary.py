@@ -22,16 +22,15 @@ from email.header import decode_header, make_header
 
 import attrs
 
+from mailreset.testing._links import links_in
+
 __all__ = ["SNIPPET_CHARS", "Summary", "summarize"]
 
 #: How much of the text parts the index keeps for word search (bounded memory per message).
 SNIPPET_CHARS = 8192
 
-_URL_IN_TEXT = re.compile(r"""https?://[^\s<>"'()\[\]]+""")
-_HREF = re.compile(r"""<a\s[^>]*?href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
 _SPACES = re.compile(r"\s+")
-_TRAILING_PUNCTUATION = ".,;:!?"
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLDING = re.compile(r"\r?\n[ \t]+")
 _MAX_DEPTH = 8
@@ -88,7 +87,7 @@ def _fast_fields(raw: bytes) -> _Fields:
         _maybe_decoded(headers.get(name, "")) for name in ("subject", "from", "to")
     )
     parts = _text_parts(headers, body, 0)
-    return subject, from_header, to_header, _links_of(parts), _snippet_of(parts)
+    return subject, from_header, to_header, links_in(parts), _snippet_of(parts)
 
 
 def _slow_fields(raw: bytes) -> _Fields:
@@ -105,7 +104,7 @@ def _slow_fields(raw: bytes) -> _Fields:
     subject, from_header, to_header = (
         _decoded(parsed.get(name, "")) for name in ("Subject", "From", "To")
     )
-    return subject, from_header, to_header, _links_of(parts), _snippet_of(parts)
+    return subject, from_header, to_header, links_in(parts), _snippet_of(parts)
 
 
 def _split(raw: bytes) -> tuple[bytes, bytes]:
@@ -165,21 +164,6 @@ def _decode(payload: bytes, charset: str) -> str:
         return payload.decode(charset, "replace")
     except LookupError:
         return payload.decode("utf-8", "replace")
-
-
-def _links_of(parts: list[tuple[str, str]]) -> tuple[str, ...]:
-    found: list[str] = []
-    for subtype, text in parts:
-        if subtype == "html":
-            for groups in _HREF.findall(text):
-                href = next((group for group in groups if group), "").strip()
-                if href.startswith(("http://", "https://")):
-                    found.append(html.unescape(href))
-        else:
-            found.extend(
-                match.rstrip(_TRAILING_PUNCTUATION) for match in _URL_IN_TEXT.findall(text)
-            )
-    return tuple(dict.fromkeys(found))
 
 
 def _snippet_of(parts: list[tuple[str, str]]) -> str:

@@ -14,8 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from mailreset._convert import positive_int
-from mailreset.errors import ConfigurationError
+from mailreset._convert import duration, positive_int, seconds
 
 
 @runtime_checkable
@@ -34,12 +33,8 @@ class RateLimiter(Protocol):
         ...
 
 
-def _seconds(value: float | timedelta) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"a window must be seconds or a timedelta, not {value!r}")
-    return float(value)
+def _window(value: float | timedelta) -> float:
+    return seconds("MemoryRateLimiter.window", duration("MemoryRateLimiter.window", value))
 
 
 @attrs.define(kw_only=True)
@@ -61,18 +56,11 @@ class MemoryRateLimiter:
 
     per_address: int = attrs.field(default=3, validator=positive_int)
     per_client: int = attrs.field(default=10, validator=positive_int)
-    window: float = attrs.field(default=3600.0, converter=_seconds)
+    window: float = attrs.field(default=3600.0, converter=_window)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
     _hits: dict[tuple[str, str], deque[float]] = attrs.field(init=False, factory=dict, repr=False)
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
     _calls: int = attrs.field(init=False, default=0, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        if not self.window > 0:
-            raise ConfigurationError(
-                f"MemoryRateLimiter.window must be a positive number of seconds, "
-                f"not {self.window!r}"
-            )
 
     def allow(self, kind: str, key: str) -> bool:
         """Count one attempt for ``(kind, key)``; False once the limit is reached."""
@@ -96,7 +84,3 @@ class MemoryRateLimiter:
         stale = [key for key, hits in self._hits.items() if not hits or hits[-1] <= horizon]
         for key in stale:
             del self._hits[key]
-
-
-# A few of the most common breached passwords of 8+ characters (NIST SP 800-63B 5.1.1.2 asks
-# verifiers to refuse known-compromised values); apps can pass a real list.

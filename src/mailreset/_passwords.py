@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from mailreset._convert import positive_int
+from mailreset._convert import is_whole, positive_int
 from mailreset._users import normalize_email
 from mailreset.errors import ConfigurationError, WeakPassword
 
@@ -90,7 +90,7 @@ class NISTPasswordPolicy:
     blocklist: frozenset[str] = attrs.field(default=_COMMON_PASSWORDS, converter=_casefolded)
 
     def __attrs_post_init__(self) -> None:
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int):
+        if not is_whole(self.max_length):
             raise ConfigurationError(
                 f"NISTPasswordPolicy.max_length must be a whole number, not {self.max_length!r}"
             )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import attrs
 
 from mailreset._connect import connect, tls_context
+from mailreset._convert import is_whole, positive_seconds
 from mailreset._delivery import Delivery
 from mailreset._envelope import Envelope, message_from_wire, require_envelope
 from mailreset._smtp_errors import mapping_smtp_errors, refused_failure, reply_failure
@@ -43,15 +44,8 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 def _check_port(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+    if not is_whole(value) or not 0 < value < 65536:
         raise ConfigurationError(f"SMTPSettings.port must be a TCP port (1-65535), not {value!r}")
-
-
-def _check_timeout(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(
-            f"SMTPSettings.timeout must be a positive number of seconds, not {value!r}"
-        )
 
 
 def _to_path_text(value: str | os.PathLike[str] | None) -> str | None:
@@ -122,7 +116,7 @@ class SMTPSettings:
     ssl: bool = False
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
-    timeout: float = attrs.field(default=10.0, validator=_check_timeout)
+    timeout: float = attrs.field(default=10.0, validator=positive_seconds)
     local_hostname: str | None = None
     ssl_context: SSLContext | None = attrs.field(default=None, eq=False, repr=False)
     ca_file: str | None = attrs.field(default=None, converter=_to_path_text)

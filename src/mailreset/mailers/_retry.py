@@ -9,28 +9,17 @@ from datetime import datetime
 import attrs
 
 from mailreset._clock import Clock
+from mailreset._convert import non_negative_seconds, positive_int
 from mailreset._delivery import Delivery
 from mailreset._envelope import Envelope
 from mailreset._redact import redact
-from mailreset.errors import ConfigurationError, DeliveryError, TemporaryFailure
+from mailreset.errors import DeliveryError, TemporaryFailure
 from mailreset.transports import Transport
 
 log = logging.getLogger("mailreset")
 
 #: How a backoff waits (``time.sleep``; tests pass a fake).
 Sleep = Callable[[float], None]
-
-
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigurationError(
-            f"Retry.{attribute.name} must be a number of seconds >= 0, not {value!r}"
-        )
-
-
-def _attempts(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"Retry.attempts must be a whole number >= 1, not {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -53,10 +42,10 @@ class Retry:
     # The defaults ride out what real servers do: a restart or failover of two minutes, a
     # minute of 4xx rate limiting. Backoff ceilings 0.5, 1, 2 ... 16, then 20 s; the deadline
     # (10 minutes) ends it, not the attempt count.
-    attempts: int = attrs.field(default=60, validator=_attempts)
-    initial: float = attrs.field(default=0.5, validator=_positive)
-    maximum: float = attrs.field(default=20.0, validator=_positive)
-    deadline: float = attrs.field(default=600.0, validator=_positive)
+    attempts: int = attrs.field(default=60, validator=positive_int)
+    initial: float = attrs.field(default=0.5, validator=non_negative_seconds)
+    maximum: float = attrs.field(default=20.0, validator=non_negative_seconds)
+    deadline: float = attrs.field(default=600.0, validator=non_negative_seconds)
 
     def ceiling(self, retry_number: int) -> float:
         """The backoff ceiling before retry number ``retry_number`` (1-based)."""

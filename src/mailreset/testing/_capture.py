@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from email.message import EmailMessage, Message
 from functools import cached_property
-from html.parser import HTMLParser
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -23,13 +22,10 @@ import attrs
 from mailreset._clock import utc_now
 from mailreset._convert import to_tuple
 from mailreset._envelope import message_from_wire
+from mailreset.testing._links import links_in
 from mailreset.transports import Envelope
 
 __all__ = ["CapturedMessage", "extract_links", "extract_token"]
-
-# Stops at whitespace, quotes and the brackets that usually close a link in prose: "(url)".
-_URL_IN_TEXT = re.compile(r"""https?://[^\s<>"'()\[\]]+""")
-_TRAILING_PUNCTUATION = ".,;:!?"
 
 
 @attrs.frozen(kw_only=True)
@@ -188,25 +184,8 @@ def _body(message: EmailMessage, subtype: str) -> str:
     return content.replace("\r\n", "\n").replace("\r", "\n")
 
 
-class _HrefCollector(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.hrefs.extend(value for name, value in attrs if name == "href" and value)
-
-
 def _links(html: str, text: str) -> tuple[str, ...]:
-    found: list[str] = []
-    if html:
-        collector = _HrefCollector()
-        collector.feed(html)
-        collector.close()
-        found.extend(href.strip() for href in collector.hrefs if href.strip().startswith("http"))
-    found.extend(match.rstrip(_TRAILING_PUNCTUATION) for match in _URL_IN_TEXT.findall(text))
-    return tuple(dict.fromkeys(found))
+    return links_in((("html", html), ("plain", text)))
 
 
 def extract_links(message: EmailMessage | CapturedMessage | Message) -> tuple[str, ...]:
