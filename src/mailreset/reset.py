@@ -21,10 +21,11 @@ app's :class:`UserStore` together the way OWASP's Forgot Password Cheat Sheet as
 from __future__ import annotations
 
 import logging
-import queue
+import os
 import threading
 import time
 import unicodedata
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from email.message import EmailMessage
@@ -70,14 +71,23 @@ PURPOSE = "reset_password"
 _MAX_ADDRESS = 320
 _MAX_CLIENT_KEY = 200
 
-_STOP: Any = object()
+# Bumped in a child after os.fork(): a flow compares it with the count it was set up under,
+# which is cheaper on request()'s path than an os.getpid() system call.
+_forks = [0]
+# Serialises the set-up of a flow's per-process state in a child, so two threads that use a
+# flow first after a fork cannot both set it up (and lose what the other queued).
+# (In a list: the child replaces it, as the parent's may have been held by another thread.)
+_fork_lock = [threading.Lock()]
 
-#: Seconds an idle worker sleeps before it looks for requests again. Workers poll instead of
-#: blocking on the queue so that ``request()`` never wakes a thread: waking one is a system
-#: call, and on a small machine the woken thread can preempt the caller (measured here: p99
-#: 68 us with a blocking queue, against a few us polling). The price is that background work
-#: starts up to this long after a request, and an idle flow wakes each worker this often.
-_POLL_SECONDS = 0.02
+
+def _after_fork_in_child() -> None:
+    _forks[0] += 1
+    _fork_lock[0] = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 _DECOY_SUBJECT = "decoy"
 _DECOY_ADDRESS = "decoy@example.invalid"
 
@@ -134,7 +144,10 @@ class PasswordReset(Generic[U]):
             addresses without an account; off by default.
         signup_url: offered in that notice, when given.
         support_url: offered in the ``password_changed`` notice, when given.
-        workers: background threads that do the look-ups and build the messages.
+        workers: background threads that do the look-ups and build the messages. They
+            start with the first request in each process (a flow made before ``os.fork()``,
+            as with gunicorn ``--preload``, works in every child) and sleep while there is
+            nothing to do: an idle flow wakes no thread.
         max_pending: requests waiting for a worker beyond which new ones are dropped (and
             logged), so a flood cannot exhaust memory; the caller still sees nothing.
 
@@ -183,16 +196,27 @@ class PasswordReset(Generic[U]):
         self.signup_url = signup_url
         self.support_url = support_url
         self._max_pending = max_pending
-        self._queue: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
-        self._pending = 0
-        self._idle = threading.Condition()
+        self._workers = workers
         self._closed = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"mailreset-reset-{n}", daemon=True)
-            for n in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._new_process_state()
+
+    def _new_process_state(self) -> None:
+        # Everything a process owns: a child of os.fork() starts over with none of the
+        # parent's threads or requests (those are the parent's to finish).
+        self._fork = _forks[0]
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)  # sleeping workers wait here
+        self._done = threading.Condition(self._lock)  # flush() waits here
+        self._items: deque[tuple[str, object]] = deque()
+        self._pending = 0  # requests queued or being handled
+        self._sleeping = 0  # workers blocked in _wakeup.wait(), not yet woken
+        self._threads: list[threading.Thread] = []
+
+    def _after_fork(self) -> None:
+        with _fork_lock[0]:
+            if self._fork != _forks[0]:
+                logger.debug("PasswordReset used in a new process (pid %d)", os.getpid())
+                self._new_process_state()
 
     # -- the caller's path ---------------------------------------------------------------------
 
@@ -208,7 +232,9 @@ class PasswordReset(Generic[U]):
             logger.info("password reset ignored: not an address (%s)", type(email).__name__)
             return
         typed = unicodedata.normalize("NFC", email.strip())
-        with self._idle:
+        if self._fork != _forks[0]:
+            self._after_fork()
+        with self._lock:
             if self._closed or self._pending >= self._max_pending:
                 logger.warning(
                     "password reset dropped: %s",
@@ -216,29 +242,47 @@ class PasswordReset(Generic[U]):
                 )
                 return
             self._pending += 1
-            # Under the lock, so nothing can be queued behind close()'s stop markers.
-            self._queue.put((typed, client))
+            self._items.append((typed, client))
+            if not self._threads:
+                self._start_workers()
+            elif self._sleeping and len(self._threads) - self._sleeping < len(self._items):
+                # More requests wait than workers are awake to take them: wake one. In a
+                # burst most requests find a worker awake and wake nobody (each wake-up is a
+                # system call on this path).
+                self._sleeping -= 1
+                self._wakeup.notify()
 
     # -- background work -----------------------------------------------------------------------
 
+    def _start_workers(self) -> None:
+        # Lazily, in the process that uses the flow: a flow made before os.fork() (gunicorn
+        # --preload) leaves no thread in the parent, and each child starts its own.
+        for n in range(self._workers):
+            thread = threading.Thread(target=self._work, name=f"mailreset-reset-{n}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
     def _work(self) -> None:
+        # Blocks while there is nothing to do: an idle flow wakes no thread. The waker counts
+        # the worker awake (``_sleeping -= 1``), so two requests never wake one worker twice.
+        lock, wakeup, done, items = self._lock, self._wakeup, self._done, self._items
         while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                time.sleep(_POLL_SECONDS)
-                continue
-            if item is _STOP:
-                return
+            with lock:
+                while not items:
+                    if self._closed:
+                        return
+                    self._sleeping += 1
+                    wakeup.wait()
+                item = items.popleft()
             try:
                 self._handle(*item)
             except Exception:
                 logger.exception("password reset request failed")
             finally:
-                with self._idle:
+                with lock:
                     self._pending -= 1
                     if not self._pending:
-                        self._idle.notify_all()
+                        done.notify_all()
 
     def _handle(self, typed: str, client: object) -> None:
         address = typed.casefold()
@@ -396,13 +440,15 @@ class PasswordReset(Generic[U]):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every accepted request was handed to the mailer; False on timeout."""
+        if self._fork != _forks[0]:
+            self._after_fork()
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._idle:
+        with self._lock:
             while self._pending:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                self._idle.wait(left)
+                self._done.wait(left)
         return True
 
     def close(self, timeout: float | None = 30.0) -> None:
@@ -411,13 +457,16 @@ class PasswordReset(Generic[U]):
         Requests after ``close`` are dropped (and logged). The mailer is left open.
         Raises :class:`TimeoutError` naming what is left when ``timeout`` seconds pass.
         """
-        with self._idle:
-            if not self._closed:
-                self._closed = True
-                for _ in self._threads:
-                    self._queue.put(_STOP)
+        if self._fork != _forks[0]:
+            self._after_fork()
+        with self._lock:
+            self._closed = True
+            # Workers finish what is queued, then see the flow closed and end.
+            self._sleeping = 0
+            self._wakeup.notify_all()
+            threads = list(self._threads)
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in threads:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(left)
             if thread.is_alive():
