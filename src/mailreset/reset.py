@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from mailreset._addresses import is_address
 from mailreset._limits import MemoryRateLimiter, RateLimiter
 from mailreset._passwords import NISTPasswordPolicy, PasswordPolicy
+from mailreset._shared_limits import SharedRateLimiter
 from mailreset._users import MemoryUser, MemoryUserStore, U, UserStore, normalize_email
 from mailreset.errors import (
     ConfigurationError,
@@ -57,6 +58,7 @@ __all__ = [
     "PasswordPolicy",
     "PasswordReset",
     "RateLimiter",
+    "SharedRateLimiter",
     "UserStore",
     "normalize_email",
 ]
