@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from mailreset._addresses import is_address
 from mailreset._limits import MemoryRateLimiter, RateLimiter
 from mailreset._passwords import NISTPasswordPolicy, PasswordPolicy
+from mailreset._redact import describe, escape, redact, safe
 from mailreset._shared_limits import SharedRateLimiter
 from mailreset._users import MemoryUser, MemoryUserStore, U, UserStore, normalize_email
 from mailreset.errors import (
@@ -111,7 +112,10 @@ def _check_reset_url(reset_url: object) -> Callable[[str], str]:
 def _check_link(url: str, token: str, origin: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ConfigurationError(f"{origin} must give an absolute http(s) URL, not {url!r}")
+        # The URL as the template it came from: a live token must not reach the error (it
+        # is logged), even when the callable mangled the token beyond recognition.
+        shown = redact(url.replace(token, "{token}"))
+        raise ConfigurationError(f"{origin} must give an absolute http(s) URL, not {shown!r}")
     if token not in parts.path and token not in parts.query:
         raise ConfigurationError(
             f"{origin} must put the token in the path or the query of the URL (a fragment "
@@ -124,7 +128,7 @@ def _mask(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at:
         return "<not an address>"
-    return f"{local[:1]}***@{domain}"
+    return escape(f"{local[:1]}***@{domain}")
 
 
 class PasswordReset(Generic[U]):
@@ -278,8 +282,9 @@ class PasswordReset(Generic[U]):
                 item = items.popleft()
             try:
                 self._handle(*item)
-            except Exception:
-                logger.exception("password reset request failed")
+            except Exception as error:
+                # Not logger.exception: a traceback repeats messages that may hold the link.
+                logger.error("password reset request failed: %s", describe(error))
             finally:
                 with lock:
                     self._pending -= 1
@@ -294,7 +299,7 @@ class PasswordReset(Generic[U]):
         if client is not None:
             client_key = str(client)[:_MAX_CLIENT_KEY]
             if not self.limiter.allow("client", client_key):
-                logger.warning("password reset rate-limited for client %s", client_key)
+                logger.warning("password reset rate-limited for client %s", escape(client_key))
                 return
         if not self.limiter.allow("address", address):
             logger.warning("password reset rate-limited for %s", _mask(address))
@@ -306,7 +311,7 @@ class PasswordReset(Generic[U]):
         subject = self.users.subject(user)
         # The stored address, never the typed one (CVE-2019-19844).
         message = self._reset_message(subject, self.users.state(user), self.users.email(user))
-        self._send(message, f"password reset mail for user {subject}")
+        self._send(message, f"password reset mail for user {escape(subject)}")
 
     def _reset_message(self, subject: str, state: str, to: str) -> EmailMessage:
         token = self.tokens.issue(PURPOSE, subject, bind=state)
@@ -424,7 +429,7 @@ class PasswordReset(Generic[U]):
         updated = self.users.get(subject)
         if updated is None:  # pragma: no cover - a store that hides a user it just updated
             updated = user
-        logger.info("password reset completed for user %s", subject)
+        logger.info("password reset completed for user %s", escape(subject))
         context: dict[str, object] = {"app_name": self.app_name}
         if self.support_url is not None:
             context["support_url"] = self.support_url
@@ -432,10 +437,14 @@ class PasswordReset(Generic[U]):
             message = self.builder.build(
                 "password_changed", to=self.users.email(updated), context=context
             )
-            self._send(message, f"password-changed notice for user {subject}")
-        except MailresetError:
+            self._send(message, f"password-changed notice for user {escape(subject)}")
+        except MailresetError as error:
             # The password is changed; failing the request now would tell the person it is not.
-            logger.exception("password-changed notice for user %s not sent", subject)
+            logger.error(
+                "password-changed notice for user %s not sent: %s",
+                escape(subject),
+                describe(error),
+            )
         return updated
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -491,4 +500,4 @@ class PasswordReset(Generic[U]):
 def _log_outcome(future: Future[Any], what: str) -> None:
     error = future.exception()
     if error is not None:
-        logger.error("%s failed: %s", what, error)
+        logger.error("%s failed: %s", what, safe(error))
