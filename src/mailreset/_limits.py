@@ -96,7 +96,3 @@ class MemoryRateLimiter:
         stale = [key for key, hits in self._hits.items() if not hits or hits[-1] <= horizon]
         for key in stale:
             del self._hits[key]
-
-
-# A few of the most common breached passwords of 8+ characters (NIST SP 800-63B 5.1.1.2 asks
-# verifiers to refuse known-compromised values); apps can pass a real list.
