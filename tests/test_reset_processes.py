@@ -41,8 +41,8 @@ def users() -> MemoryUserStore:
     return store
 
 
-def _flow_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("mailreset-reset-")]
+def _flow_threads(prefix: str = "mailreset-reset-") -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
 
 
 def test_a_new_flow_starts_no_thread(users: MemoryUserStore, mail_outbox: Any) -> None:
@@ -104,24 +104,29 @@ def _voluntary_switches(thread: threading.Thread) -> int:
 
 
 @pytest.fixture
-def used_flow(users: MemoryUserStore, mail_outbox: Any) -> Iterator[PasswordReset[Any]]:
-    flow = _flow(mail_outbox, users)
-    for address in ADDRESSES:  # every worker has run at least once
+def used_flow(users: MemoryUserStore, smtp_sink: SMTPSink) -> Iterator[PasswordReset[Any]]:
+    """A flow over a real ThreadedMailer, each of its workers used at least once."""
+    mailer = ThreadedMailer(smtp_sink.settings)
+    flow = _flow(mailer, users)
+    for address in ADDRESSES:
         flow.request(address)
     assert flow.flush(timeout=10)
+    assert mailer.flush(timeout=10)
+    smtp_sink.wait_for(len(ADDRESSES))
     yield flow
     flow.close(timeout=10)
+    mailer.close(10)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
-def test_idle_flow_wakes_no_thread(used_flow: PasswordReset[Any]) -> None:
-    """An idle flow's workers sleep: over a second, they switch in no more than once or
-    twice (a worker polling every 20 ms would switch about 50 times each)."""
-    threads = _flow_threads()
-    assert threads, "the flow's workers did not start"
+def test_idle_flow_and_mailer_wake_no_thread(used_flow: PasswordReset[Any]) -> None:
+    """An idle flow's workers and its mailer's sleep: over 2 s, each switches in at most
+    twice (a worker polling every 20 ms would switch about 100 times)."""
+    threads = _flow_threads() + _flow_threads("mailreset-worker-")
+    assert len(threads) > 2, "the flow's or the mailer's workers did not start"
     time.sleep(0.2)  # let the workers settle into their wait
     before = {thread.name: _voluntary_switches(thread) for thread in threads}
-    time.sleep(1.0)
+    time.sleep(2.0)
     after = {thread.name: _voluntary_switches(thread) for thread in threads}
 
     woken = {name: after[name] - before[name] for name in before}
@@ -129,11 +134,12 @@ def test_idle_flow_wakes_no_thread(used_flow: PasswordReset[Any]) -> None:
 
 
 def test_idle_flow_still_answers_the_next_request(
-    used_flow: PasswordReset[Any], mail_outbox: Any
+    used_flow: PasswordReset[Any], smtp_sink: SMTPSink
 ) -> None:
     """A request after a quiet spell wakes a sleeping worker at once."""
     time.sleep(0.2)
+    smtp_sink.clear()
     used_flow.request(ADDRESSES[1])
 
     assert used_flow.flush(timeout=10)
-    assert len(ADDRESSES) + 1 == len(mail_outbox.messages)
+    assert [(ADDRESSES[1],)] == [message.envelope_to for message in smtp_sink.wait_for(1)]
