@@ -11,10 +11,12 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
 
 from mailreset import normalize_email
 
@@ -153,16 +155,31 @@ class SQLiteUsers:
         return cursor.rowcount == 1
 
 
+#: What sign-up answers, for a new and a taken address alike: the page must not tell who has
+#: an account. The mail tells the address's owner which case it was.
+SIGN_UP_ANSWER = (
+    "Thanks. We have sent a message to that address: if the account is new, log in; "
+    "if the address already had one, the mail says what to do."
+)
+
+
 def sign_up(
-    users: SQLiteUsers, email: str, password: str, *, sender: str, app_name: str, site: str
+    users: SQLiteUsers, email: str, password: str, settings: Mapping[str, Any]
 ) -> EmailMessage:
     """Create the account unless the address is taken; either way, the mail for the address.
 
     A new address gets a welcome; a taken one gets "someone tried to sign up with your
-    address", sent to the address stored for it. The caller answers the same in both cases
-    and sends the mail through its queueing mailer, so neither the page nor its timing tells
-    whether the address has an account (the password is hashed in both cases).
+    address", sent to the address stored for it. The caller answers :data:`SIGN_UP_ANSWER`
+    in both cases and sends the mail through its queueing mailer, so neither the page nor its
+    timing tells whether the address has an account (the password is hashed in both cases).
+    ``settings``: the app's ``MAIL_DEFAULT_SENDER``, ``MAILRESET_APP_NAME`` and
+    ``MAILRESET_URL`` (the site's links come from it, never from a request's Host).
+
+    Raises :class:`mailreset.InvalidMessage` when ``email`` is no address mail can go to.
     """
+    sender, app_name = settings["MAIL_DEFAULT_SENDER"], settings["MAILRESET_APP_NAME"]
+    parts = urlsplit(settings["MAILRESET_URL"])
+    site = f"{parts.scheme}://{parts.netloc}"
     created = users.create(email, password)
     message = EmailMessage()
     message["From"] = sender

@@ -15,13 +15,12 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import bottle
 from bottle import request, response
 
 from examples.bottle_app.adapter import MailresetPlugin
-from examples.sqlite_users import COST, SQLiteUsers, User, sign_up
+from examples.sqlite_users import COST, SIGN_UP_ANSWER, SQLiteUsers, User, sign_up
 from mailreset import (
     ExpiredToken,
     InvalidMessage,
@@ -77,12 +76,6 @@ def client_address(environ: Mapping[str, Any], hops: int) -> str:
     if len(forwarded) < hops or not forwarded[-hops]:
         return remote
     return forwarded[-hops]
-
-
-def site_of(reset_url: str) -> str:
-    """The app's own origin, from the configured link (never from a request's Host)."""
-    parts = urlsplit(reset_url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def settings_from_env(prefix: str = "EXAMPLE_") -> dict[str, Any]:
@@ -224,24 +217,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> bottle.Bottle:  # noq
             flash("Enter your email address.", "error")
             return render("signup", email=email)
         try:
-            message = sign_up(
-                users,
-                email,
-                password,
-                sender=app.config["MAIL_DEFAULT_SENDER"],
-                app_name=app.config["MAILRESET_APP_NAME"],
-                site=site_of(app.config["MAILRESET_URL"]),
-            )
+            message = sign_up(users, email, password, app.config)
             reset.mailer.send(message)  # queued: the answer does not wait
         except InvalidMessage:
             pass  # not an address mail can go to: the answer stays the same
-        # The same words for a new and a taken address: sign-up must not tell who has an
-        # account. The mail tells the address's owner which case it was.
-        flash(
-            "Thanks. We have sent a message to that address: if the account is new, log in; "
-            "if the address already had one, the mail says what to do.",
-            "success",
-        )
+        flash(SIGN_UP_ANSWER, "success")  # the same for a new and a taken address
         return go("/login")
 
     @app.route("/login", method=["GET", "POST"])

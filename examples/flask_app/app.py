@@ -11,14 +11,13 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from examples.flask_app.adapter import init_app, reset_flow
-from examples.sqlite_users import COST, SQLiteUsers, User, sign_up
+from examples.sqlite_users import COST, SIGN_UP_ANSWER, SQLiteUsers, User, sign_up
 from mailreset import ExpiredToken, InvalidMessage, InvalidToken, StaleToken, WeakPassword
 
 DEFAULTS: dict[str, Any] = {
@@ -50,12 +49,6 @@ def same(given: str, expected: str) -> bool:
     return hmac.compare_digest(
         given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
     )
-
-
-def site_of(reset_url: str) -> str:
-    """The app's own origin, from the configured link (never from a request's Host)."""
-    parts = urlsplit(reset_url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:  # noqa: PLR0915 - routes read top to bottom
@@ -124,24 +117,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:  # noqa: PLR09
                 flash("Enter your email address.", "error")
                 return render_template("signup.html", email=email)
             try:
-                message = sign_up(
-                    users,
-                    email,
-                    password,
-                    sender=app.config["MAIL_DEFAULT_SENDER"],
-                    app_name=app.config["MAILRESET_APP_NAME"],
-                    site=site_of(app.config["MAILRESET_URL"]),
-                )
+                message = sign_up(users, email, password, app.config)
                 reset_flow().mailer.send(message)  # queued: the answer does not wait
             except InvalidMessage:
                 pass  # not an address mail can go to: the answer stays the same
-            # The same words for a new and a taken address: sign-up must not tell who has an
-            # account. The mail tells the address's owner which case it was.
-            flash(
-                "Thanks. We have sent a message to that address: if the account is new, "
-                "log in; if the address already had one, the mail says what to do.",
-                "success",
-            )
+            flash(SIGN_UP_ANSWER, "success")  # the same for a new and a taken address
             return redirect(url_for("login"))
         return render_template("signup.html", email="")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,14 @@ webtest = pytest.importorskip("webtest")
 from examples.bottle_app.app import create_app  # noqa: E402
 
 from mailreset.testing import SMTPSink, extract_token  # noqa: E402
+from tests.examples.hardening import (  # noqa: E402
+    CLIENT_KEY_CASES,
+    NON_ASCII_CSRF,
+    REMOTE_ADDR,
+    SECURE_COOKIE_CASES,
+    RecordingLimiter,
+    flashes,
+)
 from tests.examples.support import NEW_PASSWORD, PASSWORD, example_config  # noqa: E402
 
 RESET_PREFIX = "https://app.example/reset/"
@@ -167,17 +174,6 @@ def test_bad_link_sends_back_to_forgot(browser: Any, token: str) -> None:
 # -- hardening (issue 12) ----------------------------------------------------------------------
 
 
-class RecordingLimiter:
-    """Allows everything and records the keys it was asked about."""
-
-    def __init__(self) -> None:
-        self.keys: list[tuple[str, str]] = []
-
-    def allow(self, kind: str, key: str) -> bool:
-        self.keys.append((kind, key))
-        return True
-
-
 @pytest.fixture
 def make_app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[Any]:
     made: list[Any] = []
@@ -196,10 +192,6 @@ def make_app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[Any]:
         app.close()
 
 
-def _flash(reply: Any) -> str:
-    return " | ".join(re.findall(r'class="flash[^"]*" role="status">([^<]*)<', reply.text))
-
-
 def test_sign_up_answers_the_same_for_new_and_taken_addresses(
     app: Any, smtp_sink: SMTPSink
 ) -> None:
@@ -212,8 +204,8 @@ def test_sign_up_answers_the_same_for_new_and_taken_addresses(
     )
     mails = {message.envelope_to: message.subject for message in smtp_sink.wait_for(2)}
 
-    assert "We have sent a message to that address" in _flash(new)
-    assert _flash(taken) == _flash(new)
+    assert "We have sent a message to that address" in flashes(new.text)
+    assert flashes(taken.text) == flashes(new.text)
     assert (taken.status_int, taken.request.path) == (new.status_int, new.request.path)
     assert "Someone tried to sign up" in mails[(EMAIL,)]
     assert "Welcome" in mails[("new@example.org",)]
@@ -227,7 +219,7 @@ def test_sign_up_refuses_a_blocked_password_with_spaces(browser: Any) -> None:
     assert "too common" in reply.text
 
 
-@pytest.mark.parametrize("value", ["é" * 43, "\u2028", "ключ"])
+@pytest.mark.parametrize("value", NON_ASCII_CSRF)
 def test_non_ascii_csrf_value_is_a_400(app: Any, browser: Any, value: str) -> None:
     """A non-ASCII CSRF field is a wrong token (400), not a server error."""
     browser.get("/forgot")
@@ -254,15 +246,7 @@ def test_pages_cannot_be_framed(browser: Any, path: str) -> None:
     assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
 
 
-@pytest.mark.parametrize(
-    ("settings", "secure"),
-    [
-        ({}, True),  # MAILRESET_URL is https://: served over HTTPS
-        ({"MAILRESET_URL": "http://127.0.0.1:8080/reset/{token}"}, False),
-        ({"MAILRESET_URL": "http://127.0.0.1:8080/reset/{token}", "HTTPS": True}, True),
-        ({"HTTPS": False}, False),
-    ],
-)
+@pytest.mark.parametrize(("settings", "secure"), SECURE_COOKIE_CASES)
 def test_session_cookie_is_secure_over_https(
     make_app: Any, settings: dict[str, Any], secure: bool
 ) -> None:
@@ -274,15 +258,7 @@ def test_session_cookie_is_secure_over_https(
     assert secure == ("; secure" in cookie.lower())
 
 
-@pytest.mark.parametrize(
-    ("hops", "forwarded", "client"),
-    [
-        (0, "198.51.100.7", "192.0.2.10"),  # no proxy: the header is the client's to forge
-        (1, "198.51.100.66, 198.51.100.7", "198.51.100.7"),  # the entry our proxy wrote
-        (2, "198.51.100.66, 198.51.100.7", "198.51.100.66"),
-        (2, "198.51.100.7", "192.0.2.10"),  # fewer entries than proxies: not through them
-    ],
-)
+@pytest.mark.parametrize(("hops", "forwarded", "client"), CLIENT_KEY_CASES)
 def test_client_key_is_the_connection_unless_proxies_are_configured(
     make_app: Any, hops: int, forwarded: str, client: str
 ) -> None:
@@ -292,7 +268,7 @@ def test_client_key_is_the_connection_unless_proxies_are_configured(
     limiter = RecordingLimiter()
     flow = app.config["mailreset.plugin"].flow
     flow.limiter = limiter
-    browser = webtest.TestApp(app, extra_environ={**HTTPS, "REMOTE_ADDR": "192.0.2.10"})
+    browser = webtest.TestApp(app, extra_environ={**HTTPS, "REMOTE_ADDR": REMOTE_ADDR})
     form = browser.get("/forgot").forms[0]
     form["email"] = EMAIL
     form.submit(headers={"X-Forwarded-For": forwarded})

@@ -15,6 +15,14 @@ from examples.flask_app.app import create_app  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
 from mailreset.testing import SMTPSink, extract_token  # noqa: E402
+from tests.examples.hardening import (  # noqa: E402
+    CLIENT_KEY_CASES,
+    NON_ASCII_CSRF,
+    REMOTE_ADDR,
+    SECURE_COOKIE_CASES,
+    RecordingLimiter,
+    flashes,
+)
 from tests.examples.support import NEW_PASSWORD, PASSWORD, example_config  # noqa: E402
 
 RESET_PREFIX = "https://app.example/reset/"
@@ -180,17 +188,6 @@ def test_bad_link_sends_back_to_forgot(client: FlaskClient, token: str) -> None:
 # -- hardening (issue 12) ----------------------------------------------------------------------
 
 
-class RecordingLimiter:
-    """Allows everything and records the keys it was asked about."""
-
-    def __init__(self) -> None:
-        self.keys: list[tuple[str, str]] = []
-
-    def allow(self, kind: str, key: str) -> bool:
-        self.keys.append((kind, key))
-        return True
-
-
 @pytest.fixture
 def make_app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[Any]:
     made: list[flask.Flask] = []
@@ -209,11 +206,6 @@ def make_app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[Any]:
         app.extensions["mailreset.close"]()
 
 
-def _flash(reply: Any) -> str:
-    text = reply.get_data(as_text=True)
-    return " | ".join(re.findall(r'class="flash[^"]*" role="status">([^<]*)<', text))
-
-
 def test_sign_up_answers_the_same_for_new_and_taken_addresses(
     app: flask.Flask, smtp_sink: SMTPSink
 ) -> None:
@@ -223,8 +215,8 @@ def test_sign_up_answers_the_same_for_new_and_taken_addresses(
     new = _post(app.test_client(), "/signup", email="new@example.org", password="a good password")
     mails = {message.envelope_to: message.subject for message in smtp_sink.wait_for(2)}
 
-    assert "We have sent a message to that address" in _flash(new)
-    assert _flash(taken) == _flash(new)
+    assert "We have sent a message to that address" in flashes(new.get_data(as_text=True))
+    assert flashes(taken.get_data(as_text=True)) == flashes(new.get_data(as_text=True))
     assert (taken.status_code, taken.request.path) == (new.status_code, new.request.path)
     assert "Someone tried to sign up" in mails[(EMAIL,)]  # the stored address, as typed then
     assert "Welcome" in mails[("new@example.org",)]
@@ -238,7 +230,7 @@ def test_sign_up_refuses_a_blocked_password_with_spaces(client: FlaskClient) -> 
     assert "too common" in reply.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("value", ["é" * 43, "\u2028", "ключ"])
+@pytest.mark.parametrize("value", NON_ASCII_CSRF)
 def test_non_ascii_csrf_value_is_a_400(app: flask.Flask, client: FlaskClient, value: str) -> None:
     """A non-ASCII CSRF field is a wrong token (400), not a server error."""
     client.get("/forgot")
@@ -257,15 +249,7 @@ def test_pages_cannot_be_framed(client: FlaskClient, path: str) -> None:
     assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
 
 
-@pytest.mark.parametrize(
-    ("settings", "secure"),
-    [
-        ({}, True),  # MAILRESET_URL is https://: served over HTTPS
-        ({"MAILRESET_URL": "http://127.0.0.1:5000/reset/{token}"}, False),
-        ({"MAILRESET_URL": "http://127.0.0.1:5000/reset/{token}", "HTTPS": True}, True),
-        ({"HTTPS": False}, False),
-    ],
-)
+@pytest.mark.parametrize(("settings", "secure"), SECURE_COOKIE_CASES)
 def test_session_cookie_is_secure_over_https(
     make_app: Any, settings: dict[str, Any], secure: bool
 ) -> None:
@@ -277,15 +261,7 @@ def test_session_cookie_is_secure_over_https(
     assert secure == ("; Secure" in cookie)
 
 
-@pytest.mark.parametrize(
-    ("hops", "forwarded", "client"),
-    [
-        (0, "198.51.100.7", "192.0.2.10"),  # no proxy: the header is the client's to forge
-        (1, "198.51.100.66, 198.51.100.7", "198.51.100.7"),  # the entry our proxy wrote
-        (2, "198.51.100.66, 198.51.100.7", "198.51.100.66"),
-        (2, "198.51.100.7", "192.0.2.10"),  # fewer entries than proxies: not through them
-    ],
-)
+@pytest.mark.parametrize(("hops", "forwarded", "client"), CLIENT_KEY_CASES)
 def test_client_key_is_the_connection_unless_proxies_are_configured(
     make_app: Any, hops: int, forwarded: str, client: str
 ) -> None:
@@ -295,7 +271,7 @@ def test_client_key_is_the_connection_unless_proxies_are_configured(
     limiter = RecordingLimiter()
     app.extensions["mailreset"].limiter = limiter
     browser = app.test_client()
-    environ = {"REMOTE_ADDR": "192.0.2.10"}
+    environ = {"REMOTE_ADDR": REMOTE_ADDR}
     page = browser.get("/forgot", environ_base=environ).get_data(as_text=True)
     csrf = re.search(r'name="csrf" value="([^"]+)"', page)
     assert csrf is not None

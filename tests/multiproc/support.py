@@ -39,10 +39,10 @@ class Served:
 def gunicorn(
     example: str,
     directory: Path,
-    *,
     database: Path,
     smtp_port: int,
     limiter_storage: str,
+    *,
     preload: bool = False,
     proxy_hops: int = 0,
 ) -> Iterator[Served]:

@@ -122,13 +122,7 @@ def test_one_link_completed_twenty_times_at_once_resets_once(
     token = TokenService(TOKEN_KEY).issue("reset_password", str(user.id), bind=user.password_hash)
     passwords = [f"new passphrase number {n}" for n in range(RACERS)]
 
-    with serve(
-        example,
-        tmp_path,
-        database=database,
-        smtp_port=smtp_sink.port,
-        limiter_storage=redis_server.url,
-    ) as served:
+    with serve(example, tmp_path, database, smtp_sink.port, redis_server.url) as served:
         clients = [httpx.Client(base_url=served.base, timeout=60) for _ in passwords]
         link = f"/reset/{token}"
         csrfs = [_form(client, link) for client in clients]  # every one verified the link
@@ -174,12 +168,7 @@ def test_limits_hold_across_workers_and_ignore_a_forged_forwarded_for(
     database, _ = _users(tmp_path, EMAIL, *others)
 
     with serve(
-        example,
-        tmp_path,
-        database=database,
-        smtp_port=smtp_sink.port,
-        limiter_storage=redis_server.url,
-        preload=preload,
+        example, tmp_path, database, smtp_sink.port, redis_server.url, preload=preload
     ) as served:
 
         def forgot(email: str, headers: dict[str, str]) -> Callable[[], httpx.Response]:
