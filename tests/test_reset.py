@@ -671,6 +671,33 @@ def test_nist_policy_refuses_with_a_reason(password: str, reason: str) -> None:
         policy(password, email="alice.liddell@example.org")
 
 
+@pytest.mark.parametrize(
+    "password",
+    [
+        "password ",
+        " password",
+        "Password\t",
+        "pass word",
+        "PASSWORD\u00a0",
+        "ｐａｓｓｗｏｒｄ",
+        "12345678\n",
+    ],
+)
+def test_nist_policy_blocklist_ignores_space_case_and_width(password: str) -> None:
+    """A blocked password with white space around or inside it, in capitals or full-width
+    forms, is refused like the bare one."""
+    with pytest.raises(WeakPassword, match="too common"):
+        NISTPasswordPolicy()(password, email="alice@example.org")
+
+
+def test_nist_policy_blocklist_entries_are_normalised_too() -> None:
+    """An app's own blocklist entry matches however it was written."""
+    policy = NISTPasswordPolicy(blocklist=[" Hunter2 Hunter2 "])
+
+    with pytest.raises(WeakPassword, match="too common"):
+        policy("hunter2  HUNTER2", email="alice@example.org")
+
+
 def test_nist_policy_gives_every_reason() -> None:
     """WeakPassword.reasons lists each rule the password broke."""
     with pytest.raises(WeakPassword) as caught:

@@ -9,7 +9,10 @@ Config keys: ``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_TLS``, ``MAIL_USE_SSL``,
 ``MAIL_USERNAME``, ``MAIL_PASSWORD``, ``MAIL_TIMEOUT``, ``MAIL_DEFAULT_SENDER``,
 ``MAILRESET_SECRET_KEY`` (32+ bytes), ``MAILRESET_URL`` (``"https://app.example/reset/{token}"``:
 never taken from the request), ``MAILRESET_MAX_AGE`` (seconds, default 600) and
-``MAILRESET_APP_NAME``.
+``MAILRESET_APP_NAME``, and ``MAILRESET_LIMITER_STORAGE``: a ``limits`` storage URI
+(``"redis://localhost:6379/0"``) that makes the rate limits hold across every process and
+machine (``mailreset[limits]``); without it they live in each process's memory. A setting
+left as None counts as unset.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 import bottle
 
-from mailreset import PasswordReset, SMTPSettings, UserStore
+from mailreset import PasswordReset, SharedRateLimiter, SMTPSettings, UserStore
 from mailreset.mailers import ThreadedMailer
 from mailreset.messages import MessageBuilder
 from mailreset.tokens import TokenService
@@ -42,8 +45,15 @@ class MailresetPlugin:
     def setup(self, app: bottle.Bottle) -> None:
         """Build the flow from ``app.config`` when the plugin is installed."""
         config = app.config
-        mail = {key: str(value) for key, value in config.items() if key.startswith("MAIL_")}
+        mail = {
+            key: str(value)
+            for key, value in config.items()
+            if key.startswith("MAIL_") and value is not None  # None: unset, not "None"
+        }
         self.mailer = ThreadedMailer(SMTPSettings.from_env(environ=mail))
+        if config.get("MAILRESET_LIMITER_STORAGE"):
+            storage = config["MAILRESET_LIMITER_STORAGE"]
+            self.options.setdefault("limiter", SharedRateLimiter(storage))
         self.flow = PasswordReset(
             TokenService(
                 config["MAILRESET_SECRET_KEY"], max_age=config.get("MAILRESET_MAX_AGE", 600)

@@ -6,9 +6,11 @@ Run it with ``python -m examples.bottle_app`` (see README.md).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
+import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,8 +20,15 @@ import bottle
 from bottle import request, response
 
 from examples.bottle_app.adapter import MailresetPlugin
-from examples.sqlite_users import SQLiteUsers, User
-from mailreset import ExpiredToken, InvalidToken, PasswordReset, StaleToken, WeakPassword
+from examples.sqlite_users import COST, SIGN_UP_ANSWER, SQLiteUsers, User, sign_up
+from mailreset import (
+    ExpiredToken,
+    InvalidMessage,
+    InvalidToken,
+    PasswordReset,
+    StaleToken,
+    WeakPassword,
+)
 
 VIEWS = str(Path(__file__).with_name("views"))
 DEFAULTS: dict[str, Any] = {
@@ -29,8 +38,57 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_DEFAULT_SENDER": "Example app <noreply@app.example>",
     "MAILRESET_URL": "http://127.0.0.1:8080/reset/{token}",
     "MAILRESET_APP_NAME": "Example app",
-    "PASSWORD_COST": 2**14,
+    "PASSWORD_COST": COST,
+    # How many proxies in front of the app append to X-Forwarded-For. 0: the client is the
+    # connection's address (REMOTE_ADDR) and the header is ignored, since anyone can send
+    # one; behind one nginx, 1. Bottle's own request.remote_addr trusts the header's first
+    # entry, which the client writes: never key anything on it.
+    "PROXY_HOPS": 0,
+    # Served over HTTPS: the session cookie gets the Secure flag. None: when MAILRESET_URL
+    # is an https:// URL.
+    "HTTPS": None,
 }
+
+
+def same(given: str, expected: str) -> bool:
+    """Constant-time equality of two texts, whatever characters ``given`` holds.
+
+    hmac.compare_digest refuses non-ASCII str (a TypeError: a 500 for a crafted form or
+    cookie); compared as UTF-8 bytes, such a value is just wrong.
+    """
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
+def client_address(environ: Mapping[str, Any], hops: int) -> str:
+    """The client's address: the connection's, or the one our ``hops`` proxies saw.
+
+    Each proxy appends the address it received the request from to X-Forwarded-For, so only
+    the last ``hops`` entries were written by proxies we trust; the one ``hops`` from the end
+    is the client as our outermost proxy saw it. Fewer entries than hops: the request did not
+    come through all of them, and the header is ignored (as werkzeug's ProxyFix does).
+    """
+    remote = str(environ.get("REMOTE_ADDR") or "")
+    if hops <= 0:
+        return remote
+    forwarded = [part.strip() for part in str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+    if len(forwarded) < hops or not forwarded[-hops]:
+        return remote
+    return forwarded[-hops]
+
+
+def settings_from_env(prefix: str = "EXAMPLE_") -> dict[str, Any]:
+    """``EXAMPLE_*`` environment variables as settings (JSON values, else text), as Flask's
+    ``from_prefixed_env``: ``EXAMPLE_MAIL_PORT=2525`` is the int 2525."""
+    settings: dict[str, Any] = {}
+    for name, value in os.environ.items():
+        if name.startswith(prefix):
+            try:
+                settings[name.removeprefix(prefix)] = json.loads(value)
+            except ValueError:
+                settings[name.removeprefix(prefix)] = value
+    return settings
 
 
 class CookieSession:
@@ -42,8 +100,11 @@ class CookieSession:
     def load(self, cookie: str | None) -> dict[str, Any]:
         """The session in ``cookie``, or an empty one when absent or forged."""
         payload, _, signature = (cookie or "").rpartition(".")
-        if payload and hmac.compare_digest(signature, self._sign(payload)):
-            data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload))
+        if payload and same(signature, self._sign(payload)):
+            try:
+                data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload))
+            except (ValueError, binascii.Error):  # pragma: no cover - we signed it
+                return {}
             return data
         return {}
 
@@ -53,16 +114,24 @@ class CookieSession:
         return f"{payload}.{self._sign(payload)}"
 
     def _sign(self, payload: str) -> str:
-        return hmac.new(self.key, payload.encode(), hashlib.sha256).hexdigest()
+        data = payload.encode("utf-8", "surrogatepass")
+        return hmac.new(self.key, data, hashlib.sha256).hexdigest()
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> bottle.Bottle:  # noqa: PLR0915 - routes read top to bottom
     """Make the app; ``config`` overrides the defaults (tests pass a temporary database)."""
     app = bottle.Bottle()
     app.config.update(DEFAULTS)
+    app.config.update(settings_from_env())  # EXAMPLE_SECRET_KEY=..., EXAMPLE_MAIL_PORT=...
     app.config.update(config or {})
     if not app.config.get("SECRET_KEY") or not app.config.get("MAILRESET_SECRET_KEY"):
         raise RuntimeError("set SECRET_KEY and MAILRESET_SECRET_KEY (32+ bytes each)")
+    hops = app.config["PROXY_HOPS"]
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
+        raise RuntimeError(f"PROXY_HOPS must be a whole number >= 0, not {hops!r}")
+    https = app.config["HTTPS"]
+    if https is None:
+        https = app.config["MAILRESET_URL"].startswith("https://")
     users = SQLiteUsers(app.config["DATABASE"], password_cost=app.config["PASSWORD_COST"])
     plugin = app.install(MailresetPlugin(users=users))
     app.config["mailreset.plugin"] = plugin
@@ -109,16 +178,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> bottle.Bottle:  # noq
             else:
                 state.clear()
         state.setdefault("csrf", secrets.token_urlsafe(32))
-        if request.method == "POST" and not hmac.compare_digest(
+        if request.method == "POST" and not same(
             request.forms.getunicode("csrf", default=""), state["csrf"]
         ):
             bottle.abort(400, "The form expired or did not come from this site: reload and retry.")
 
     @app.hook("after_request")
     def save_session() -> None:
+        # No page of ours may be framed by another site (clickjacking).
+        response.set_header("X-Frame-Options", "DENY")
+        response.set_header("Content-Security-Policy", "frame-ancestors 'none'")
         if "example.session" in request.environ:
             response.set_cookie(
-                "session", sessions.dump(session()), path="/", httponly=True, samesite="lax"
+                "session",
+                sessions.dump(session()),
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=bool(https),
             )
 
     @app.get("/")
@@ -136,10 +213,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> bottle.Bottle:  # noq
         except WeakPassword as error:
             flash(f"Choose another password: {error}", "error")
             return render("signup", email=email)
-        if "@" not in email or users.create(email, password) is None:
-            flash("That address cannot be used. Log in or reset your password.", "error")
+        if "@" not in email:
+            flash("Enter your email address.", "error")
             return render("signup", email=email)
-        flash("Account created. Log in.", "success")
+        try:
+            message = sign_up(users, email, password, app.config)
+            reset.mailer.send(message)  # queued: the answer does not wait
+        except InvalidMessage:
+            pass  # not an address mail can go to: the answer stays the same
+        flash(SIGN_UP_ANSWER, "success")  # the same for a new and a taken address
         return go("/login")
 
     @app.route("/login", method=["GET", "POST"])
@@ -169,7 +251,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> bottle.Bottle:  # noq
     def forgot(reset: PasswordReset[Any]) -> str:
         if request.method == "GET":
             return render("forgot")
-        reset.request(request.forms.getunicode("email"), client=request.remote_addr)
+        # Not request.remote_addr: Bottle takes that from X-Forwarded-For, which the client
+        # writes (rotating it would give each request a fresh rate-limit bucket).
+        client = client_address(request.environ, app.config["PROXY_HOPS"])
+        reset.request(request.forms.getunicode("email"), client=client)
         minutes = round(app.config.get("MAILRESET_MAX_AGE", 600) / 60)
         # The same words whether or not the address has an account.
         flash(

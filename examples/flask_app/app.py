@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from examples.flask_app.adapter import init_app, reset_flow
-from examples.sqlite_users import SQLiteUsers, User
-from mailreset import ExpiredToken, InvalidToken, StaleToken, WeakPassword
+from examples.sqlite_users import COST, SIGN_UP_ANSWER, SQLiteUsers, User, sign_up
+from mailreset import ExpiredToken, InvalidMessage, InvalidToken, StaleToken, WeakPassword
 
 DEFAULTS: dict[str, Any] = {
     "DATABASE": "flask_app.sqlite3",
@@ -26,10 +27,28 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_DEFAULT_SENDER": "Example app <noreply@app.example>",
     "MAILRESET_URL": "http://127.0.0.1:5000/reset/{token}",
     "MAILRESET_APP_NAME": "Example app",
-    "PASSWORD_COST": 2**14,
+    "PASSWORD_COST": COST,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
+    # How many proxies in front of the app append to X-Forwarded-For. 0: the client is the
+    # connection's address and the header is ignored (anyone can send one); behind one nginx,
+    # 1. Too high and clients pick their own address (and rate-limit bucket).
+    "PROXY_HOPS": 0,
+    # Served over HTTPS: the session cookie gets the Secure flag. None: when MAILRESET_URL
+    # is an https:// URL.
+    "HTTPS": None,
 }
+
+
+def same(given: str, expected: str) -> bool:
+    """Constant-time equality of two texts, whatever characters ``given`` holds.
+
+    hmac.compare_digest refuses non-ASCII str (a TypeError: a 500 for a crafted form);
+    compared as UTF-8 bytes, such a value is just wrong.
+    """
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:  # noqa: PLR0915 - routes read top to bottom
@@ -40,6 +59,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:  # noqa: PLR09
     app.config.update(config or {})
     if not app.config.get("SECRET_KEY") or not app.config.get("MAILRESET_SECRET_KEY"):
         raise RuntimeError("set SECRET_KEY and MAILRESET_SECRET_KEY (32+ bytes each)")
+    hops = app.config["PROXY_HOPS"]
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
+        raise RuntimeError(f"PROXY_HOPS must be a whole number >= 0, not {hops!r}")
+    if hops:
+        # Only the last `hops` X-Forwarded-For entries were written by our proxies.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)
+    if app.config["HTTPS"] is None:
+        app.config["HTTPS"] = app.config["MAILRESET_URL"].startswith("https://")
+    app.config["SESSION_COOKIE_SECURE"] = bool(app.config["HTTPS"])
     users = SQLiteUsers(app.config["DATABASE"], password_cost=app.config["PASSWORD_COST"])
     app.extensions["users"] = users
     init_app(app, users=users)
@@ -61,10 +89,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:  # noqa: PLR09
             else:
                 session.clear()
         session.setdefault("csrf", secrets.token_urlsafe(32))
-        if request.method == "POST" and not hmac.compare_digest(
-            request.form.get("csrf", ""), session["csrf"]
-        ):
+        if request.method == "POST" and not same(request.form.get("csrf", ""), session["csrf"]):
             abort(400, "The form expired or did not come from this site: reload and retry.")
+
+    @app.after_request
+    def no_framing(response: Response) -> Response:
+        # No page of ours may be framed by another site (clickjacking).
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+        return response
 
     @app.route("/")
     def index() -> str:
@@ -80,10 +113,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:  # noqa: PLR09
             except WeakPassword as error:
                 flash(f"Choose another password: {error}", "error")
                 return render_template("signup.html", email=email)
-            if "@" not in email or users.create(email, password) is None:
-                flash("That address cannot be used. Log in or reset your password.", "error")
+            if "@" not in email:
+                flash("Enter your email address.", "error")
                 return render_template("signup.html", email=email)
-            flash("Account created. Log in.", "success")
+            try:
+                message = sign_up(users, email, password, app.config)
+                reset_flow().mailer.send(message)  # queued: the answer does not wait
+            except InvalidMessage:
+                pass  # not an address mail can go to: the answer stays the same
+            flash(SIGN_UP_ANSWER, "success")  # the same for a new and a taken address
             return redirect(url_for("login"))
         return render_template("signup.html", email="")
 
@@ -112,6 +150,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:  # noqa: PLR09
     def forgot() -> str | Response:
         if request.method == "POST":
             flow = reset_flow()
+            # remote_addr: the connection's address, or with PROXY_HOPS the client's address
+            # as our own proxies saw it (ProxyFix); never a header the client wrote.
             flow.request(request.form.get("email"), client=request.remote_addr)
             minutes = round(app.config.get("MAILRESET_MAX_AGE", 600) / 60)
             # The same words whether or not the address has an account.

@@ -29,6 +29,7 @@ from mailreset.reset import (
     PasswordPolicy,
     PasswordReset,
     RateLimiter,
+    SharedRateLimiter,
     UserStore,
     normalize_email,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "Retry",
     "SMTPSettings",
     "SMTPTransport",
+    "SharedRateLimiter",
     "Spool",
     "StaleToken",
     "SyncMailer",

@@ -64,8 +64,14 @@ _COMMON_PASSWORDS = frozenset(
 )
 
 
+def _plain(password: str) -> str:
+    """The form blocklists compare: NFKC, case-folded, outer space stripped, inner runs of
+    white space as one space (``"Password "`` and ``" pass  word"`` are that password)."""
+    return " ".join(unicodedata.normalize("NFKC", password).casefold().split())
+
+
 def _casefolded(values: Collection[str]) -> frozenset[str]:
-    return frozenset(value.casefold() for value in values)
+    return frozenset(_plain(value) for value in values)
 
 
 @attrs.frozen(kw_only=True)
@@ -74,7 +80,8 @@ class NISTPasswordPolicy:
 
     At least ``min_length`` characters (Unicode code points after NFKC, spaces count), at
     most ``max_length`` (at least 64 must be allowed), no composition rules, not one of the
-    ``blocklist`` (case-insensitive), not a single repeated character, and not the user's
+    ``blocklist`` (compared case-insensitively, ignoring white space around and inside it:
+    ``"password "`` is ``"password"``), not a single repeated character, and not the user's
     address or its local part.
 
     Attributes:
@@ -111,9 +118,10 @@ class NISTPasswordPolicy:
         elif len(normalised) > self.max_length:
             reasons.append(f"use at most {self.max_length} characters")
         folded = normalised.casefold()
-        if folded in self.blocklist:
+        plain = _plain(password)
+        if plain in self.blocklist or plain.replace(" ", "") in self.blocklist:
             reasons.append("this password is too common: choose another")
-        elif len(set(folded)) == 1 and len(folded) > 1:
+        elif len(set(plain)) == 1 and len(plain) > 1:
             reasons.append("do not repeat a single character")
         address = normalize_email(email) if isinstance(email, str) else ""
         if address and folded.strip() in {address, address.partition("@")[0]}:

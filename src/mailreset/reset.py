@@ -21,10 +21,11 @@ app's :class:`UserStore` together the way OWASP's Forgot Password Cheat Sheet as
 from __future__ import annotations
 
 import logging
-import queue
+import os
 import threading
 import time
 import unicodedata
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from email.message import EmailMessage
@@ -34,6 +35,8 @@ from urllib.parse import urlsplit
 from mailreset._addresses import is_address
 from mailreset._limits import MemoryRateLimiter, RateLimiter
 from mailreset._passwords import NISTPasswordPolicy, PasswordPolicy
+from mailreset._redact import describe, escape, redact, safe
+from mailreset._shared_limits import SharedRateLimiter
 from mailreset._users import MemoryUser, MemoryUserStore, U, UserStore, normalize_email
 from mailreset.errors import (
     ConfigurationError,
@@ -56,6 +59,7 @@ __all__ = [
     "PasswordPolicy",
     "PasswordReset",
     "RateLimiter",
+    "SharedRateLimiter",
     "UserStore",
     "normalize_email",
 ]
@@ -70,14 +74,23 @@ PURPOSE = "reset_password"
 _MAX_ADDRESS = 320
 _MAX_CLIENT_KEY = 200
 
-_STOP: Any = object()
+# Bumped in a child after os.fork(): a flow compares it with the count it was set up under,
+# which is cheaper on request()'s path than an os.getpid() system call.
+_forks = [0]
+# Serialises the set-up of a flow's per-process state in a child, so two threads that use a
+# flow first after a fork cannot both set it up (and lose what the other queued).
+# (In a list: the child replaces it, as the parent's may have been held by another thread.)
+_fork_lock = [threading.Lock()]
 
-#: Seconds an idle worker sleeps before it looks for requests again. Workers poll instead of
-#: blocking on the queue so that ``request()`` never wakes a thread: waking one is a system
-#: call, and on a small machine the woken thread can preempt the caller (measured here: p99
-#: 68 us with a blocking queue, against a few us polling). The price is that background work
-#: starts up to this long after a request, and an idle flow wakes each worker this often.
-_POLL_SECONDS = 0.02
+
+def _after_fork_in_child() -> None:
+    _forks[0] += 1
+    _fork_lock[0] = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 _DECOY_SUBJECT = "decoy"
 _DECOY_ADDRESS = "decoy@example.invalid"
 
@@ -99,7 +112,10 @@ def _check_reset_url(reset_url: object) -> Callable[[str], str]:
 def _check_link(url: str, token: str, origin: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ConfigurationError(f"{origin} must give an absolute http(s) URL, not {url!r}")
+        # The URL as the template it came from: a live token must not reach the error (it
+        # is logged), even when the callable mangled the token beyond recognition.
+        shown = redact(url.replace(token, "{token}"))
+        raise ConfigurationError(f"{origin} must give an absolute http(s) URL, not {shown!r}")
     if token not in parts.path and token not in parts.query:
         raise ConfigurationError(
             f"{origin} must put the token in the path or the query of the URL (a fragment "
@@ -112,7 +128,7 @@ def _mask(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at:
         return "<not an address>"
-    return f"{local[:1]}***@{domain}"
+    return escape(f"{local[:1]}***@{domain}")
 
 
 class PasswordReset(Generic[U]):
@@ -134,7 +150,10 @@ class PasswordReset(Generic[U]):
             addresses without an account; off by default.
         signup_url: offered in that notice, when given.
         support_url: offered in the ``password_changed`` notice, when given.
-        workers: background threads that do the look-ups and build the messages.
+        workers: background threads that do the look-ups and build the messages. They
+            start with the first request in each process (a flow made before ``os.fork()``,
+            as with gunicorn ``--preload``, works in every child) and sleep while there is
+            nothing to do: an idle flow wakes no thread.
         max_pending: requests waiting for a worker beyond which new ones are dropped (and
             logged), so a flood cannot exhaust memory; the caller still sees nothing.
 
@@ -183,16 +202,27 @@ class PasswordReset(Generic[U]):
         self.signup_url = signup_url
         self.support_url = support_url
         self._max_pending = max_pending
-        self._queue: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
-        self._pending = 0
-        self._idle = threading.Condition()
+        self._workers = workers
         self._closed = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"mailreset-reset-{n}", daemon=True)
-            for n in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._new_process_state()
+
+    def _new_process_state(self) -> None:
+        # Everything a process owns: a child of os.fork() starts over with none of the
+        # parent's threads or requests (those are the parent's to finish).
+        self._fork = _forks[0]
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)  # sleeping workers wait here
+        self._done = threading.Condition(self._lock)  # flush() waits here
+        self._items: deque[tuple[str, object]] = deque()
+        self._pending = 0  # requests queued or being handled
+        self._sleeping = 0  # workers blocked in _wakeup.wait(), not yet woken
+        self._threads: list[threading.Thread] = []
+
+    def _after_fork(self) -> None:
+        with _fork_lock[0]:
+            if self._fork != _forks[0]:
+                logger.debug("PasswordReset used in a new process (pid %d)", os.getpid())
+                self._new_process_state()
 
     # -- the caller's path ---------------------------------------------------------------------
 
@@ -208,7 +238,9 @@ class PasswordReset(Generic[U]):
             logger.info("password reset ignored: not an address (%s)", type(email).__name__)
             return
         typed = unicodedata.normalize("NFC", email.strip())
-        with self._idle:
+        if self._fork != _forks[0]:
+            self._after_fork()
+        with self._lock:
             if self._closed or self._pending >= self._max_pending:
                 logger.warning(
                     "password reset dropped: %s",
@@ -216,29 +248,48 @@ class PasswordReset(Generic[U]):
                 )
                 return
             self._pending += 1
-            # Under the lock, so nothing can be queued behind close()'s stop markers.
-            self._queue.put((typed, client))
+            self._items.append((typed, client))
+            if not self._threads:
+                self._start_workers()
+            elif self._sleeping and len(self._threads) - self._sleeping < len(self._items):
+                # More requests wait than workers are awake to take them: wake one. In a
+                # burst most requests find a worker awake and wake nobody (each wake-up is a
+                # system call on this path).
+                self._sleeping -= 1
+                self._wakeup.notify()
 
     # -- background work -----------------------------------------------------------------------
 
+    def _start_workers(self) -> None:
+        # Lazily, in the process that uses the flow: a flow made before os.fork() (gunicorn
+        # --preload) leaves no thread in the parent, and each child starts its own.
+        for n in range(self._workers):
+            thread = threading.Thread(target=self._work, name=f"mailreset-reset-{n}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
     def _work(self) -> None:
+        # Blocks while there is nothing to do: an idle flow wakes no thread. The waker counts
+        # the worker awake (``_sleeping -= 1``), so two requests never wake one worker twice.
+        lock, wakeup, done, items = self._lock, self._wakeup, self._done, self._items
         while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                time.sleep(_POLL_SECONDS)
-                continue
-            if item is _STOP:
-                return
+            with lock:
+                while not items:
+                    if self._closed:
+                        return
+                    self._sleeping += 1
+                    wakeup.wait()
+                item = items.popleft()
             try:
                 self._handle(*item)
-            except Exception:
-                logger.exception("password reset request failed")
+            except Exception as error:
+                # Not logger.exception: a traceback repeats messages that may hold the link.
+                logger.error("password reset request failed: %s", describe(error))
             finally:
-                with self._idle:
+                with lock:
                     self._pending -= 1
                     if not self._pending:
-                        self._idle.notify_all()
+                        done.notify_all()
 
     def _handle(self, typed: str, client: object) -> None:
         address = typed.casefold()
@@ -248,7 +299,7 @@ class PasswordReset(Generic[U]):
         if client is not None:
             client_key = str(client)[:_MAX_CLIENT_KEY]
             if not self.limiter.allow("client", client_key):
-                logger.warning("password reset rate-limited for client %s", client_key)
+                logger.warning("password reset rate-limited for client %s", escape(client_key))
                 return
         if not self.limiter.allow("address", address):
             logger.warning("password reset rate-limited for %s", _mask(address))
@@ -260,7 +311,7 @@ class PasswordReset(Generic[U]):
         subject = self.users.subject(user)
         # The stored address, never the typed one (CVE-2019-19844).
         message = self._reset_message(subject, self.users.state(user), self.users.email(user))
-        self._send(message, f"password reset mail for user {subject}")
+        self._send(message, f"password reset mail for user {escape(subject)}")
 
     def _reset_message(self, subject: str, state: str, to: str) -> EmailMessage:
         token = self.tokens.issue(PURPOSE, subject, bind=state)
@@ -378,7 +429,7 @@ class PasswordReset(Generic[U]):
         updated = self.users.get(subject)
         if updated is None:  # pragma: no cover - a store that hides a user it just updated
             updated = user
-        logger.info("password reset completed for user %s", subject)
+        logger.info("password reset completed for user %s", escape(subject))
         context: dict[str, object] = {"app_name": self.app_name}
         if self.support_url is not None:
             context["support_url"] = self.support_url
@@ -386,23 +437,29 @@ class PasswordReset(Generic[U]):
             message = self.builder.build(
                 "password_changed", to=self.users.email(updated), context=context
             )
-            self._send(message, f"password-changed notice for user {subject}")
-        except MailresetError:
+            self._send(message, f"password-changed notice for user {escape(subject)}")
+        except MailresetError as error:
             # The password is changed; failing the request now would tell the person it is not.
-            logger.exception("password-changed notice for user %s not sent", subject)
+            logger.error(
+                "password-changed notice for user %s not sent: %s",
+                escape(subject),
+                describe(error),
+            )
         return updated
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every accepted request was handed to the mailer; False on timeout."""
+        if self._fork != _forks[0]:
+            self._after_fork()
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._idle:
+        with self._lock:
             while self._pending:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                self._idle.wait(left)
+                self._done.wait(left)
         return True
 
     def close(self, timeout: float | None = 30.0) -> None:
@@ -411,13 +468,16 @@ class PasswordReset(Generic[U]):
         Requests after ``close`` are dropped (and logged). The mailer is left open.
         Raises :class:`TimeoutError` naming what is left when ``timeout`` seconds pass.
         """
-        with self._idle:
-            if not self._closed:
-                self._closed = True
-                for _ in self._threads:
-                    self._queue.put(_STOP)
+        if self._fork != _forks[0]:
+            self._after_fork()
+        with self._lock:
+            self._closed = True
+            # Workers finish what is queued, then see the flow closed and end.
+            self._sleeping = 0
+            self._wakeup.notify_all()
+            threads = list(self._threads)
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in threads:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(left)
             if thread.is_alive():
@@ -440,4 +500,4 @@ class PasswordReset(Generic[U]):
 def _log_outcome(future: Future[Any], what: str) -> None:
     error = future.exception()
     if error is not None:
-        logger.error("%s failed: %s", what, error)
+        logger.error("%s failed: %s", what, safe(error))

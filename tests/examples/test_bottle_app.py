@@ -14,6 +14,14 @@ webtest = pytest.importorskip("webtest")
 from examples.bottle_app.app import create_app  # noqa: E402
 
 from mailreset.testing import SMTPSink, extract_token  # noqa: E402
+from tests.examples.hardening import (  # noqa: E402
+    CLIENT_KEY_CASES,
+    NON_ASCII_CSRF,
+    REMOTE_ADDR,
+    SECURE_COOKIE_CASES,
+    RecordingLimiter,
+    flashes,
+)
 from tests.examples.support import NEW_PASSWORD, PASSWORD, example_config  # noqa: E402
 
 RESET_PREFIX = "https://app.example/reset/"
@@ -28,9 +36,13 @@ def app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[Any]:
     app.close()
 
 
+#: The app is served over HTTPS, as its links say (its session cookie is Secure).
+HTTPS = {"wsgi.url_scheme": "https", "HTTP_HOST": "app.example"}
+
+
 @pytest.fixture
 def browser(app: Any) -> Any:
-    return webtest.TestApp(app)
+    return webtest.TestApp(app, extra_environ=HTTPS)
 
 
 def _submit(browser: Any, path: str, **fields: str) -> Any:
@@ -43,7 +55,8 @@ def _submit(browser: Any, path: str, **fields: str) -> Any:
 
 
 def _log_in(app: Any, password: str) -> str:
-    return str(_submit(webtest.TestApp(app), "/login", email=EMAIL, password=password).text)
+    browser = webtest.TestApp(app, extra_environ=HTTPS)
+    return str(_submit(browser, "/login", email=EMAIL, password=password).text)
 
 
 def _reset_link(browser: Any, smtp_sink: SMTPSink) -> str:
@@ -121,7 +134,7 @@ def test_weak_new_password_is_refused_with_the_reason(browser: Any, smtp_sink: S
 
 def test_reset_ends_other_sessions(app: Any, browser: Any, smtp_sink: SMTPSink) -> None:
     """A browser logged in before the reset is logged out by it."""
-    elsewhere = webtest.TestApp(app)
+    elsewhere = webtest.TestApp(app, extra_environ=HTTPS)
     _submit(elsewhere, "/login", email=EMAIL, password=PASSWORD)
     link = _local(_reset_link(browser, smtp_sink))
     _submit(browser, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD)
@@ -156,3 +169,118 @@ def test_bad_link_sends_back_to_forgot(browser: Any, token: str) -> None:
 
     assert "/forgot" == reply.location.removeprefix("http://localhost")
     assert "not valid" in reply.follow().text
+
+
+# -- hardening (issue 12) ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[Any]:
+    made: list[Any] = []
+
+    def make(**settings: Any) -> Any:
+        folder = tmp_path / str(len(made))
+        folder.mkdir()
+        config = {**example_config(folder, smtp_sink, RESET_PREFIX + "{token}"), **settings}
+        app = create_app(config)
+        app.config["mailreset.plugin"].users.create(EMAIL, PASSWORD)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()
+
+
+def test_sign_up_answers_the_same_for_new_and_taken_addresses(
+    app: Any, smtp_sink: SMTPSink
+) -> None:
+    """A taken address gets the new address's answer; each address gets its own mail, and
+    the taken account keeps its password."""
+    fields = {"password": "a good password"}
+    taken = _submit(webtest.TestApp(app, extra_environ=HTTPS), "/signup", email=EMAIL, **fields)
+    new = _submit(
+        webtest.TestApp(app, extra_environ=HTTPS), "/signup", email="new@example.org", **fields
+    )
+    mails = {message.envelope_to: message.subject for message in smtp_sink.wait_for(2)}
+
+    assert "We have sent a message to that address" in flashes(new.text)
+    assert flashes(taken.text) == flashes(new.text)
+    assert (taken.status_int, taken.request.path) == (new.status_int, new.request.path)
+    assert "Someone tried to sign up" in mails[(EMAIL,)]
+    assert "Welcome" in mails[("new@example.org",)]
+    assert "Logged in as" in _log_in(app, PASSWORD)
+
+
+def test_sign_up_refuses_a_blocked_password_with_spaces(browser: Any) -> None:
+    """'password ' is as common as 'password'."""
+    reply = _submit(browser, "/signup", email="new@example.org", password="password ")
+
+    assert "too common" in reply.text
+
+
+@pytest.mark.parametrize("value", NON_ASCII_CSRF)
+def test_non_ascii_csrf_value_is_a_400(app: Any, browser: Any, value: str) -> None:
+    """A non-ASCII CSRF field is a wrong token (400), not a server error."""
+    browser.get("/forgot")
+    reply = browser.post("/forgot", {"email": EMAIL, "csrf": value}, expect_errors=True)
+
+    assert 400 == reply.status_int
+    assert "pending=0" in repr(app.config["mailreset.plugin"].flow)
+
+
+def test_non_ascii_session_cookie_is_no_session(browser: Any) -> None:
+    """A forged session cookie with non-ASCII text is ignored, not a server error."""
+    browser.set_cookie("session", "e30.ключ")
+    reply = browser.get("/login")
+
+    assert 200 == reply.status_int
+
+
+@pytest.mark.parametrize("path", ["/", "/login", "/reset/nonsense"])
+def test_pages_cannot_be_framed(browser: Any, path: str) -> None:
+    """Every page forbids framing (clickjacking), old browsers and new."""
+    reply = browser.get(path)
+
+    assert "DENY" == reply.headers["X-Frame-Options"]
+    assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(("settings", "secure"), SECURE_COOKIE_CASES)
+def test_session_cookie_is_secure_over_https(
+    make_app: Any, settings: dict[str, Any], secure: bool
+) -> None:
+    """The session cookie carries Secure when the app is served over HTTPS."""
+    reply = webtest.TestApp(make_app(**settings), extra_environ=HTTPS).get("/login")
+    [cookie] = reply.headers.getall("Set-Cookie")
+
+    assert cookie.startswith("session=")
+    assert secure == ("; secure" in cookie.lower())
+
+
+@pytest.mark.parametrize(("hops", "forwarded", "client"), CLIENT_KEY_CASES)
+def test_client_key_is_the_connection_unless_proxies_are_configured(
+    make_app: Any, hops: int, forwarded: str, client: str
+) -> None:
+    """The per-client limit keys on REMOTE_ADDR; X-Forwarded-For counts only with
+    PROXY_HOPS, and then only the entries those proxies appended."""
+    app = make_app(PROXY_HOPS=hops)
+    limiter = RecordingLimiter()
+    flow = app.config["mailreset.plugin"].flow
+    flow.limiter = limiter
+    browser = webtest.TestApp(app, extra_environ={**HTTPS, "REMOTE_ADDR": REMOTE_ADDR})
+    form = browser.get("/forgot").forms[0]
+    form["email"] = EMAIL
+    form.submit(headers={"X-Forwarded-For": forwarded})
+    assert flow.flush(timeout=10)
+
+    assert ("client", client) in limiter.keys
+
+
+def test_unset_mail_settings_stay_unset(make_app: Any, smtp_sink: SMTPSink) -> None:
+    """MAIL_USERNAME=None is no user, not "None": the mail goes out without AUTH."""
+    app = make_app(MAIL_USERNAME=None, MAIL_PASSWORD=None, MAIL_USE_TLS=None)
+    _submit(webtest.TestApp(app, extra_environ=HTTPS), "/forgot", email=EMAIL)
+
+    [message] = smtp_sink.wait_for(1)
+    assert (EMAIL,) == message.envelope_to

@@ -15,6 +15,14 @@ from examples.flask_app.app import create_app  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
 from mailreset.testing import SMTPSink, extract_token  # noqa: E402
+from tests.examples.hardening import (  # noqa: E402
+    CLIENT_KEY_CASES,
+    NON_ASCII_CSRF,
+    REMOTE_ADDR,
+    SECURE_COOKIE_CASES,
+    RecordingLimiter,
+    flashes,
+)
 from tests.examples.support import NEW_PASSWORD, PASSWORD, example_config  # noqa: E402
 
 RESET_PREFIX = "https://app.example/reset/"
@@ -175,3 +183,114 @@ def test_bad_link_sends_back_to_forgot(client: FlaskClient, token: str) -> None:
 
     assert "not valid" in reply.get_data(as_text=True)
     assert "/forgot" == reply.request.path
+
+
+# -- hardening (issue 12) ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, smtp_sink: SMTPSink) -> Iterator[Any]:
+    made: list[flask.Flask] = []
+
+    def make(**settings: Any) -> flask.Flask:
+        folder = tmp_path / str(len(made))
+        folder.mkdir()
+        config = {**example_config(folder, smtp_sink, RESET_PREFIX + "{token}"), **settings}
+        app = create_app({"TESTING": True, **config})
+        app.extensions["users"].create(EMAIL, PASSWORD)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.extensions["mailreset.close"]()
+
+
+def test_sign_up_answers_the_same_for_new_and_taken_addresses(
+    app: flask.Flask, smtp_sink: SMTPSink
+) -> None:
+    """A taken address gets the new address's answer; each address gets its own mail, and
+    the taken account keeps its password."""
+    taken = _post(app.test_client(), "/signup", email=EMAIL.lower(), password="a good password")
+    new = _post(app.test_client(), "/signup", email="new@example.org", password="a good password")
+    mails = {message.envelope_to: message.subject for message in smtp_sink.wait_for(2)}
+
+    assert "We have sent a message to that address" in flashes(new.get_data(as_text=True))
+    assert flashes(taken.get_data(as_text=True)) == flashes(new.get_data(as_text=True))
+    assert (taken.status_code, taken.request.path) == (new.status_code, new.request.path)
+    assert "Someone tried to sign up" in mails[(EMAIL,)]  # the stored address, as typed then
+    assert "Welcome" in mails[("new@example.org",)]
+    assert "Logged in as" in _log_in(app.test_client(), PASSWORD)
+
+
+def test_sign_up_refuses_a_blocked_password_with_spaces(client: FlaskClient) -> None:
+    """'password ' is as common as 'password'."""
+    reply = _post(client, "/signup", email="new@example.org", password="password ")
+
+    assert "too common" in reply.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("value", NON_ASCII_CSRF)
+def test_non_ascii_csrf_value_is_a_400(app: flask.Flask, client: FlaskClient, value: str) -> None:
+    """A non-ASCII CSRF field is a wrong token (400), not a server error."""
+    client.get("/forgot")
+    reply = client.post("/forgot", data={"email": EMAIL, "csrf": value})
+
+    assert 400 == reply.status_code
+    assert "pending=0" in repr(app.extensions["mailreset"])
+
+
+@pytest.mark.parametrize("path", ["/", "/login", "/reset/nonsense", "/no-such-page"])
+def test_pages_cannot_be_framed(client: FlaskClient, path: str) -> None:
+    """Every answer forbids framing (clickjacking), old browsers and new."""
+    reply = client.get(path)
+
+    assert "DENY" == reply.headers["X-Frame-Options"]
+    assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(("settings", "secure"), SECURE_COOKIE_CASES)
+def test_session_cookie_is_secure_over_https(
+    make_app: Any, settings: dict[str, Any], secure: bool
+) -> None:
+    """The session cookie carries Secure when the app is served over HTTPS."""
+    reply = make_app(**settings).test_client().get("/login", base_url="https://app.example")
+    cookie = reply.headers["Set-Cookie"]
+
+    assert cookie.startswith("session=")
+    assert secure == ("; Secure" in cookie)
+
+
+@pytest.mark.parametrize(("hops", "forwarded", "client"), CLIENT_KEY_CASES)
+def test_client_key_is_the_connection_unless_proxies_are_configured(
+    make_app: Any, hops: int, forwarded: str, client: str
+) -> None:
+    """The per-client limit keys on the connection's address; X-Forwarded-For counts only
+    with PROXY_HOPS, and then only the entries those proxies appended."""
+    app = make_app(PROXY_HOPS=hops)
+    limiter = RecordingLimiter()
+    app.extensions["mailreset"].limiter = limiter
+    browser = app.test_client()
+    environ = {"REMOTE_ADDR": REMOTE_ADDR}
+    page = browser.get("/forgot", environ_base=environ).get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+    browser.post(
+        "/forgot",
+        data={"csrf": csrf[1], "email": EMAIL},
+        environ_base=environ,
+        headers={"X-Forwarded-For": forwarded},
+    )
+    assert app.extensions["mailreset"].flush(timeout=10)
+
+    assert ("client", client) in limiter.keys
+
+
+def test_unset_mail_settings_stay_unset(make_app: Any, smtp_sink: SMTPSink) -> None:
+    """MAIL_USERNAME=None (os.environ.get of an unset variable) is no user, not "None":
+    the mail goes out without AUTH."""
+    app = make_app(MAIL_USERNAME=None, MAIL_PASSWORD=None, MAIL_USE_TLS=None)
+    _post(app.test_client(), "/forgot", email=EMAIL)
+
+    [message] = smtp_sink.wait_for(1)
+    assert (EMAIL,) == message.envelope_to

@@ -1,0 +1,1 @@
+"""Promises across processes, each example under a real multi-process server."""

@@ -1,0 +1,145 @@
+"""PasswordReset and processes: made before os.fork() it works in the child; idle, it sleeps."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailreset import MemoryRateLimiter, MemoryUserStore, PasswordReset, ThreadedMailer
+from mailreset.messages import MessageBuilder
+from mailreset.testing import SMTPSink
+from mailreset.tokens import TokenService
+
+SECRET = "s3cret-key-for-tests-only-0123456789abcdef"
+ADDRESSES = ["parent@example.org", "child1@example.org", "child2@example.org"]
+
+
+def _flow(mailer: Any, users: MemoryUserStore) -> PasswordReset[Any]:
+    return PasswordReset(
+        TokenService(SECRET),
+        MessageBuilder(sender="Example <noreply@app.example>"),
+        mailer,
+        users,
+        reset_url="https://app.example/reset/{token}",
+        app_name="Example",
+        limiter=MemoryRateLimiter(),
+    )
+
+
+@pytest.fixture
+def users() -> MemoryUserStore:
+    store = MemoryUserStore()
+    for address in ADDRESSES:
+        store.add(address, "a password 123")
+    return store
+
+
+def _flow_threads(prefix: str = "mailreset-reset-") -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def test_a_new_flow_starts_no_thread(users: MemoryUserStore, mail_outbox: Any) -> None:
+    """Made and not used (a gunicorn --preload master), a flow has no thread to fork."""
+    before = _flow_threads()
+    flow = _flow(mail_outbox, users)
+    made = _flow_threads()
+    flow.request(ADDRESSES[0])
+    assert flow.flush(timeout=10)
+    used = _flow_threads()
+    flow.close(timeout=10)
+
+    assert before == made
+    assert len(used) > len(before)
+    assert 1 == len(mail_outbox.messages)
+
+
+def test_flow_made_before_fork_sends_from_the_child(
+    users: MemoryUserStore, smtp_sink: SMTPSink
+) -> None:
+    """Used in the parent, then forked: the child's requests are mailed by its own workers,
+    and the parent's go on working; every mail arrives once at the real SMTP server."""
+    mailer = ThreadedMailer(smtp_sink.settings)
+    flow = _flow(mailer, users)
+    flow.request(ADDRESSES[0])
+    assert flow.flush(timeout=10)
+    smtp_sink.wait_for(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: we know
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            flow.request(ADDRESSES[1])
+            flow.request(ADDRESSES[2])
+            if flow.flush(timeout=10) and mailer.flush(timeout=10):
+                flow.close(timeout=10)
+                mailer.close(10)
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    flow.request(ADDRESSES[0])  # the parent still works after the fork
+    assert flow.flush(timeout=10)
+    flow.close(timeout=10)
+    mailer.close(10)
+
+    assert 0 == os.waitstatus_to_exitcode(status)
+    arrived = sorted(to for message in smtp_sink.wait_for(4) for to in message.envelope_to)
+    assert sorted([ADDRESSES[0], *ADDRESSES]) == arrived
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches in the status of {thread.name}")
+
+
+@pytest.fixture
+def used_flow(users: MemoryUserStore, smtp_sink: SMTPSink) -> Iterator[PasswordReset[Any]]:
+    """A flow over a real ThreadedMailer, each of its workers used at least once."""
+    mailer = ThreadedMailer(smtp_sink.settings)
+    flow = _flow(mailer, users)
+    for address in ADDRESSES:
+        flow.request(address)
+    assert flow.flush(timeout=10)
+    assert mailer.flush(timeout=10)
+    smtp_sink.wait_for(len(ADDRESSES))
+    yield flow
+    flow.close(timeout=10)
+    mailer.close(10)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
+def test_idle_flow_and_mailer_wake_no_thread(used_flow: PasswordReset[Any]) -> None:
+    """An idle flow's workers and its mailer's sleep: over 2 s, each switches in at most
+    twice (a worker polling every 20 ms would switch about 100 times)."""
+    threads = _flow_threads() + _flow_threads("mailreset-worker-")
+    assert len(threads) > 2, "the flow's or the mailer's workers did not start"
+    time.sleep(0.2)  # let the workers settle into their wait
+    before = {thread.name: _voluntary_switches(thread) for thread in threads}
+    time.sleep(2.0)
+    after = {thread.name: _voluntary_switches(thread) for thread in threads}
+
+    woken = {name: after[name] - before[name] for name in before}
+    assert all(count <= 2 for count in woken.values()), woken
+
+
+def test_idle_flow_still_answers_the_next_request(
+    used_flow: PasswordReset[Any], smtp_sink: SMTPSink
+) -> None:
+    """A request after a quiet spell wakes a sleeping worker at once."""
+    time.sleep(0.2)
+    smtp_sink.clear()
+    used_flow.request(ADDRESSES[1])
+
+    assert used_flow.flush(timeout=10)
+    assert [(ADDRESSES[1],)] == [message.envelope_to for message in smtp_sink.wait_for(1)]
