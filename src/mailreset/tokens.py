@@ -64,16 +64,19 @@ _HEADER_FIELDS = frozenset({"alg", "kid", "typ"})
 _KID_BYTES = 6  # 48 bits: a label to pick the key, not a secret and not a security margin
 _BIND_BYTES = 16  # 128-bit digest of the bound state
 _LATEST = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
-# jwt.decode checks the signature, the algorithm and the presence of the claims every token
-# of ours has. The times it leaves to verify(): PyJWT reads the wall clock itself (no clock can
-# be injected), checks exp before anything of ours (so a token for another purpose would be
-# reported "expired" rather than invalid) and cannot say when a token expired.
+# PyJWT's decode checks the signature, the algorithm and the presence of the claims every
+# token of ours has. The times it leaves to verify(): PyJWT reads the wall clock itself (no
+# clock can be injected), checks exp before anything of ours (so a token for another purpose
+# would be reported "expired" rather than invalid) and cannot say when a token expired.
 _DECODE_OPTIONS: Any = {
     "require": ["sub", "iat", "exp", "pur"],
     "verify_exp": False,
     "verify_iat": False,
     "verify_nbf": False,
 }
+# jwt.decode with these options, set once: PyJWT merges per-call options into its defaults on
+# every call, a measurable part of verify.
+_JWT = jwt.PyJWT(options=_DECODE_OPTIONS)
 _check_json = json.JSONEncoder(allow_nan=False).encode  # extra claims: strict JSON or nothing
 
 
@@ -431,7 +434,7 @@ class TokenService:
             if state is None:
                 raise InvalidToken("the token's user no longer exists")
             expected = key.state_digest(purpose, subject, _state_bytes(state, "bind state"))
-            if not hmac.compare_digest(expected.encode(), digest.encode("utf-8", "replace")):
+            if not (digest.isascii() and hmac.compare_digest(expected, digest)):
                 raise StaleToken("the token was already used or superseded (its state changed)")
         return claims
 
@@ -457,12 +460,8 @@ class TokenService:
             raise InvalidToken("not a token: a segment is not canonical base64url")
         key = self._by_header.get(header) or self._key_for(token)
         try:
-            payload: dict[str, Any] = jwt.decode(
-                token,
-                key.secret,
-                algorithms=self._algorithms,
-                options=_DECODE_OPTIONS,
-                issuer=self.issuer,
+            payload: dict[str, Any] = _JWT.decode(
+                token, key.secret, algorithms=self._algorithms, issuer=self.issuer
             )
         except JWT_ERRORS as exc:
             raise invalid_token(exc) from exc
