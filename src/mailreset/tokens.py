@@ -51,8 +51,9 @@ _KEY_HINT = 'make one with: python -c "import secrets; print(secrets.token_urlsa
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # The characters a canonical segment can end with, by its length modulo 4: after two
 # characters of a group the low 4 bits are spare and must be zero, after three the low 2
-# bits; one character alone is never a whole byte. PyJWT before 2.10 decodes the other
-# spellings to the same bytes.
+# bits; one character alone is never a whole byte. Checked here because PyJWT's own checks
+# move between versions: before 2.14 it decodes the other spellings (and skips characters
+# outside the alphabet) to the same bytes, and it accepts "=" padding throughout.
 _LAST = (
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
     "",
