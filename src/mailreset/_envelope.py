@@ -257,12 +257,15 @@ def _serialise(message: Message, smtputf8: bool) -> bytes:
     base = message.policy if isinstance(message, EmailMessage) else email_policy.compat32
     policy = _wire_policy(base, smtputf8)
     try:
+        # The multiparts whose boundary the generator is about to draw (the builder's
+        # messages have theirs already).
+        drawn = [part for part in message.walk() if part.is_multipart() and not _boundary(part)]
         for _ in range(_BOUNDARY_ATTEMPTS):
             buffer = io.BytesIO()
             # What message.as_bytes(policy=...) does, without its per-call policy clone.
             BytesGenerator(buffer, mangle_from_=False, policy=policy).flatten(message)
             data = buffer.getvalue()
-            clashing = _clashing_multiparts(message, data)
+            clashing = [part for part in drawn if _clashes(part, data)]
             if not clashing:
                 return data
             for part in clashing:
@@ -276,23 +279,27 @@ def _serialise(message: Message, smtputf8: bool) -> bytes:
 _BOUNDARY_ATTEMPTS = 5
 
 
-def _clashing_multiparts(message: Message, data: bytes) -> list[Message]:
-    """The multiparts of ``message`` whose delimiter starts more lines of ``data`` than its own.
+def _boundary(multipart: Message) -> str | None:
+    # The parameters policy.default already parsed, else (compat32) parsed here.
+    params = getattr(multipart.get("Content-Type"), "params", None)
+    if params is not None:
+        boundary: str | None = params.get("boundary")
+        return boundary
+    return multipart.get_boundary()
 
-    The generator makes sure a new boundary is not in the parts' text only when lines end in
-    LF: its check (a regular expression anchored with ``$``) misses a delimiter line ending
-    in CRLF, which is how the wire form is written. Counting the delimiter lines finds it.
+
+def _clashes(multipart: Message, data: bytes) -> bool:
+    """Whether the delimiter of ``multipart`` starts more lines of ``data`` than its own.
+
+    The generator makes sure a boundary it draws is not in the parts' text only when lines
+    end in LF: its check (a regular expression anchored with ``$``) misses a delimiter line
+    ending in CRLF, which is how the wire form is written. Counting the delimiter lines finds
+    it.
     """
-    clashing = []
-    for part in message.walk():
-        parts = part.get_payload()
-        boundary = part.get_boundary()
-        if not isinstance(parts, list) or boundary is None:  # not a multipart, or not written
-            continue
-        delimiter = b"\n--" + boundary.encode("utf-8", "surrogateescape")
-        if data.count(delimiter) > max(len(parts), 1) + 1:  # each part's, and the closing one
-            clashing.append(part)
-    return clashing
+    boundary = _boundary(multipart) or ""
+    parts = multipart.get_payload()
+    delimiter = b"\n--" + boundary.encode("utf-8", "surrogateescape")
+    return data.count(delimiter) > max(len(parts), 1) + 1  # each part's, and the closing one
 
 
 def _fresh_boundary() -> str:
