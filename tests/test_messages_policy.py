@@ -6,9 +6,11 @@ import copy
 import email
 import email.headerregistry
 import email.policy
+import logging
 import pickle
 import re
 import smtplib
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -18,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailreset import MessageBuilder
-from mailreset._policy import CheckedAddresses, caching_policy
+from mailreset import MessageBuilder, _policy
+from mailreset._policy import CachingHeaderRegistry, CheckedAddresses, make_caching_policy
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 RESET = {"url": "https://acme.example/reset/t0k", "expires_minutes": 10, "app_name": "Acme"}
@@ -90,7 +92,7 @@ def test_address_headers_fold_like_the_default_policy(names: list[str], linesep:
     addresses = CheckedAddresses(
         Address(name.strip(), f"user{number}", "example.com") for number, name in enumerate(names)
     )
-    ours = caching_policy().header_factory("To", addresses)
+    ours = make_caching_policy().header_factory("To", addresses)
     theirs = email.policy.default.header_factory("To", list(addresses))
     policy = email.policy.default.clone(linesep=linesep)
 
@@ -204,9 +206,9 @@ def test_every_header_reads_and_folds_like_the_default_policy(name: str, value: 
         theirs = email.policy.default.header_factory(name, value)
     except Exception as error:
         with pytest.raises(type(error)):
-            caching_policy().header_factory(name, value)
+            make_caching_policy().header_factory(name, value)
         return
-    registry = caching_policy().header_factory
+    registry = make_caching_policy().header_factory
     for ours in (registry(name, value), registry(name, value)):  # made, then from the cache
         assert _attributes(theirs) == _attributes(ours)
         assert _folds(theirs) == _folds(ours)
@@ -225,7 +227,7 @@ def test_every_header_reads_and_folds_like_the_default_policy(name: str, value: 
 def test_date_headers_made_from_datetimes_fold_like_the_default_policy(moment: datetime) -> None:
     """A Date header made from a datetime keeps its datetime and folds as policy.default's."""
     theirs = email.policy.default.header_factory("Date", moment)
-    ours = caching_policy().header_factory("Date", moment)
+    ours = make_caching_policy().header_factory("Date", moment)
 
     assert _attributes(theirs) == _attributes(ours)
     assert _folds(theirs) == _folds(ours)
@@ -239,7 +241,7 @@ def test_headers_of_unknown_classes_keep_their_parse_tree() -> None:
         def parse(cls, value: str, kwds: dict[str, Any]) -> None:
             super().parse(value.upper(), kwds)
 
-    policy = caching_policy()
+    policy = make_caching_policy()
     policy.header_factory.map_to_type("X-Shout", Shouting)  # type: ignore[attr-defined]
     header = policy.header_factory("X-Shout", "hello there")
 
@@ -339,3 +341,69 @@ def test_builder_message_ids_read_and_fold_like_the_default_policy(domain: str) 
 
     assert _attributes(theirs) == _attributes(ours)
     assert _folds(theirs) == _folds(ours)
+
+
+# -- the start-up self-check -----------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_self_check() -> Iterator[None]:
+    """The self-check's verdict forgotten before and after the test, so it runs again."""
+    _policy._caching_is_faithful.cache_clear()
+    yield
+    _policy._caching_is_faithful.cache_clear()
+
+
+def test_the_builder_uses_the_caching_policy_where_it_passes_its_self_check(
+    fresh_self_check: None,
+) -> None:
+    """On the Pythons mailreset supports the check passes: builders get the caching policy."""
+    builder = MessageBuilder(sender="Acme <a@acme.example>", clock=lambda: NOW)
+
+    assert _policy.faithful(make_caching_policy)
+    assert isinstance(builder._policy.header_factory, CachingHeaderRegistry)
+
+
+class _ChangedInternals(CachingHeaderRegistry):
+    """What a Python whose header objects changed inside might do to the caching registry."""
+
+    def __call__(self, name: str, value: Any) -> Any:
+        raise AttributeError("'UnstructuredHeader' object has no attribute '_defects'")
+
+
+BROKEN_CANDIDATES: dict[str, Any] = {
+    "folds differently": lambda: make_caching_policy().clone(max_line_length=40),
+    "raises": lambda: email.policy.default.clone(header_factory=_ChangedInternals()),
+}
+
+
+@pytest.mark.parametrize("candidate", BROKEN_CANDIDATES.values(), ids=list(BROKEN_CANDIDATES))
+def test_a_failed_self_check_falls_back_to_the_default_policy(
+    candidate: Any,
+    fresh_self_check: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the caching policy writes or reads anything differently, builders use the default.
+
+    Their mail is then exactly policy.default's, and reads back under policy.strict.
+    """
+    monkeypatch.setattr(_policy, "make_caching_policy", candidate)
+    caplog.set_level(logging.DEBUG, logger="mailreset")
+
+    builder = MessageBuilder(sender="Zoë <a@acme.example>", clock=lambda: NOW)
+    message = builder.build("reset_password", cc="Smith, Bob <bob@example.com>", **BUILD)
+
+    assert builder._policy is email.policy.default
+    assert message.policy is email.policy.default
+    assert "self-check" in caplog.text
+    reference = MessageBuilder(sender="Zoë <a@acme.example>", clock=lambda: NOW)
+    reference._policy = email.policy.default  # type: ignore[assignment]
+    expected = reference.build("reset_password", cc="Smith, Bob <bob@example.com>", **BUILD)
+    assert _normalised(expected.as_bytes()) == _normalised(message.as_bytes())
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.strict)
+    assert ["bob@example.com", "carol@example.org"] == [
+        address.addr_spec for address in parsed["To"].addresses
+    ]
+    assert ["bob@example.com"] == [address.addr_spec for address in parsed["Cc"].addresses]
+    assert RESET["url"] in parsed.get_body(("plain",)).get_content()

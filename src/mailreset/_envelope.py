@@ -15,8 +15,8 @@ import copy
 import email.utils
 import functools
 import io
-import random
 import re
+import secrets
 import sys
 from email import headerregistry
 from email import policy as email_policy
@@ -255,15 +255,60 @@ def require_envelope(transport: object, envelope: object) -> None:
 
 def _serialise(message: Message, smtputf8: bool) -> bytes:
     base = message.policy if isinstance(message, EmailMessage) else email_policy.compat32
+    policy = _wire_policy(base, smtputf8)
     try:
-        buffer = io.BytesIO()
-        # What message.as_bytes(policy=...) does, with the faster generator below.
-        _WireGenerator(buffer, mangle_from_=False, policy=_wire_policy(base, smtputf8)).flatten(
-            message
-        )
-        return buffer.getvalue()
+        # The multiparts whose boundary the generator is about to draw (the builder's
+        # messages have theirs already).
+        drawn = [part for part in message.walk() if part.is_multipart() and not _boundary(part)]
+        for _ in range(_BOUNDARY_ATTEMPTS):
+            buffer = io.BytesIO()
+            # What message.as_bytes(policy=...) does, without its per-call policy clone.
+            BytesGenerator(buffer, mangle_from_=False, policy=policy).flatten(message)
+            data = buffer.getvalue()
+            clashing = [part for part in drawn if _clashes(part, data)]
+            if not clashing:
+                return data
+            for part in clashing:
+                part.set_boundary(_fresh_boundary())
     except (ValueError, TypeError, LookupError) as error:
         raise InvalidMessage(f"the message cannot be serialised: {error}") from error
+    raise InvalidMessage("no multipart boundary was found that the message's text does not hold")
+
+
+#: How often a multipart boundary is drawn again before the message is refused.
+_BOUNDARY_ATTEMPTS = 5
+
+
+def _boundary(multipart: Message) -> str | None:
+    # The parameters policy.default already parsed, else (compat32) parsed here.
+    params = getattr(multipart.get("Content-Type"), "params", None)
+    if params is not None:
+        boundary: str | None = params.get("boundary")
+        return boundary
+    return multipart.get_boundary()
+
+
+def _clashes(multipart: Message, data: bytes) -> bool:
+    """Whether the delimiter of ``multipart`` starts more lines of ``data`` than its own.
+
+    The generator makes sure a boundary it draws is not in the parts' text only when lines
+    end in LF: its check (a regular expression anchored with ``$``) misses a delimiter line
+    ending in CRLF, which is how the wire form is written. Counting the delimiter lines finds
+    it.
+    """
+    boundary = _boundary(multipart) or ""
+    parts = multipart.get_payload()
+    delimiter = b"\n--" + boundary.encode("utf-8", "surrogateescape")
+    return data.count(delimiter) > max(len(parts), 1) + 1  # each part's, and the closing one
+
+
+def _fresh_boundary() -> str:
+    # The stdlib's boundary shape, drawn from the system's random source: a boundary written
+    # into a message's text on purpose would need the next one foreseen.
+    return "=" * 15 + f"{secrets.randbelow(sys.maxsize):0{_BOUNDARY_DIGITS}d}" + "=="
+
+
+_BOUNDARY_DIGITS = len(repr(sys.maxsize - 1))
 
 
 @functools.lru_cache(maxsize=16)
@@ -272,86 +317,6 @@ def _wire_policy(base: Any, smtputf8: bool) -> Any:
     if smtputf8 and isinstance(base, email_policy.EmailPolicy):
         return base.clone(linesep="\r\n", utf8=True)
     return base.clone(linesep="\r\n")
-
-
-#: Header classes whose string value is, by construction, the text of their parse tree
-#: (``kwds["decoded"] = str(parse_tree)`` in ``email.headerregistry``, Python 3.10 to 3.13).
-_SELF_FOLDING = (
-    headerregistry.UnstructuredHeader,
-    headerregistry.MIMEVersionHeader,
-    headerregistry.ParameterizedMIMEHeader,
-    headerregistry.ContentTransferEncodingHeader,
-    headerregistry.MessageIDHeader,
-)
-
-
-class _WireGenerator(BytesGenerator):
-    """``BytesGenerator`` minus two per-message costs that do not change a byte of output.
-
-    - A short ASCII header of a class whose value is its parse tree's text folds to
-      ``Name: value``: ``policy.default`` re-renders and re-folds the whole parse tree to find
-      that out (a quarter of a message's serialisation time). Anything longer, non-ASCII,
-      empty or of another class (addresses, dates) goes through the policy as before.
-    - A new multipart boundary is checked with a substring test instead of compiling a fresh
-      regular expression for every message (``Generator._make_boundary``); a boundary absent
-      as a substring cannot match the stdlib's line pattern either.
-    """
-
-    def _write_headers(self, msg: Message) -> None:
-        policy: Any = self.policy
-        fast = isinstance(policy, email_policy.EmailPolicy)
-        linesep = policy.linesep
-        limit = policy.max_line_length or sys.maxsize
-        write = self._fp.write  # type: ignore[attr-defined]
-        for name, value in msg.raw_items():
-            if fast and (
-                isinstance(value, _SELF_FOLDING)
-                # A date that did not parse keeps its text but has an empty parse tree.
-                or (
-                    isinstance(value, headerregistry.DateHeader)
-                    and not getattr(value, "defects", 1)
-                )
-            ):
-                line = f"{getattr(value, 'name', name)}: {value}"
-                if value and len(line) <= limit and line.isascii():
-                    write(f"{line}{linesep}".encode("ascii"))
-                    continue
-            write(policy.fold_binary(name, value))
-        self.write(self._NL)  # type: ignore[attr-defined]
-
-    def _write_lines(self, lines: str) -> None:
-        # The stdlib splits on every line end and writes line and separator one by one;
-        # substituting the separator in one pass writes the same characters.
-        if lines:
-            self.write(_LINE_END.sub(self._NL, lines))  # type: ignore[attr-defined]
-
-    @classmethod
-    def _make_boundary(cls, text: Any = None) -> str:
-        # Uniqueness, not secrecy, as in the stdlib's own generator.
-        boundary = "=" * 15 + _BOUNDARY_DIGITS % random.randrange(sys.maxsize) + "=="  # noqa: S311
-        return boundary if text is None else unused_boundary(boundary, text)
-
-
-def unused_boundary(boundary: str, text: str | bytes) -> str:
-    """``boundary``, or ``boundary.N`` for the first N whose delimiter is not in ``text``."""
-    candidate, counter = boundary, 0
-    while _contains(text, f"--{candidate}"):
-        candidate = f"{boundary}.{counter}"
-        counter += 1
-    return candidate
-
-
-#: ``email.generator.NLCRE``: what the stdlib treats as a line end in a payload.
-_LINE_END = re.compile(r"\r\n|\r|\n")
-
-#: The stdlib's boundary digits (``email.generator._fmt``), so boundaries look the same.
-_BOUNDARY_DIGITS = f"%0{len(repr(sys.maxsize - 1))}d"
-
-
-def _contains(text: str | bytes, needle: str) -> bool:
-    if isinstance(text, bytes):
-        return needle.encode("ascii") in text
-    return needle in text
 
 
 # A line break followed by a space or tab continues a folded header; any other CR or LF

@@ -1,69 +1,31 @@
 """The one place where PyJWT's exceptions become mailreset's token errors.
 
-Everything that parses untrusted token bytes runs inside :func:`map_jwt_errors`, so a caller of
-``TokenService.verify`` only ever sees :class:`~mailreset.errors.InvalidToken` or one of its
-subclasses, with the original exception chained (``raise ... from exc``) for diagnostics.
+``TokenService`` hands untrusted token text to PyJWT only inside ``try: ... except
+JWT_ERRORS as exc: raise invalid_token(exc) from exc``, so a caller of ``TokenService.verify``
+only ever sees :class:`~mailreset.errors.InvalidToken` or one of its subclasses, with the
+original exception chained for diagnostics. Expiry never comes from here: ``verify`` checks the
+times itself (see ``tokens._DECODE_OPTIONS``), so PyJWT is never asked to raise
+``ExpiredSignatureError``.
 """
 
 from __future__ import annotations
 
-import binascii
-from datetime import datetime
-from types import TracebackType
-
 import jwt
 
-from mailreset.errors import ExpiredToken, InvalidToken, MailresetError
+from mailreset.errors import InvalidToken
 
-# What the standard library raises on malformed input while a token is taken apart:
-# bad base64 (binascii.Error is a ValueError), bad JSON (ValueError), too deeply nested JSON
-# (RecursionError), JSON numbers past the int-digits limit (ValueError), bytes that are not
-# text (UnicodeError), and out-of-range dates (OverflowError, OSError on some platforms).
-_MALFORMED = (
-    binascii.Error,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    RecursionError,
-    OverflowError,
-    OSError,
-)
+__all__ = ["JWT_ERRORS", "invalid_token"]
+
+#: What jwt.decode and jwt.get_unverified_header raise on hostile input: a PyJWTError for
+#: everything they check, and, before PyJWT 2.10, a RecursionError from too deeply nested
+#: JSON in the header or payload (later versions turn that into a DecodeError too).
+JWT_ERRORS = (jwt.PyJWTError, RecursionError)
 
 
-class map_jwt_errors:  # lower case: used like a function, as contextlib managers are
-    """Translate PyJWT's and the parser's exceptions into mailreset's token errors.
+def invalid_token(error: BaseException) -> InvalidToken:
+    """The :class:`InvalidToken` that reports PyJWT's refusal ``error`` (raise it ``from`` it).
 
-    ``with map_jwt_errors(): ...`` turns ``ExpiredSignatureError`` into :class:`ExpiredToken`
-    (carrying ``expired_at`` when the caller knows it), every other ``PyJWTError`` and any
-    malformed-input error into :class:`InvalidToken`, and lets our own errors through. A class
-    rather than ``@contextmanager``: the generator version costs more than the whole JSON
-    decoding it guards on the hot path of ``verify``.
+    An ``except`` clause rather than a context manager: entering and leaving one costs a
+    measurable part of ``verify`` on its hot path, a ``try`` costs nothing until it catches.
     """
-
-    __slots__ = ("expired_at",)
-
-    def __init__(self, *, expired_at: datetime | None = None) -> None:
-        self.expired_at = expired_at
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if error is None or isinstance(error, MailresetError):
-            return
-        if isinstance(error, jwt.ExpiredSignatureError):
-            raise ExpiredToken(
-                "the token has expired", expired_at=self.expired_at, original_error=error
-            ) from error
-        if isinstance(error, jwt.PyJWTError):
-            raise InvalidToken(f"not a valid token: {error}", original_error=error) from error
-        if isinstance(error, _MALFORMED):
-            raise InvalidToken(
-                f"not a valid token: {type(error).__name__}", original_error=error
-            ) from error
+    return InvalidToken(f"not a valid token: {error}", original_error=error)

@@ -24,12 +24,21 @@ email package, ``_parse_tree`` still reads as before (a property that rebuilds i
 Address headers given as :class:`CheckedAddresses` (addresses ``_headers`` already validated)
 skip the parser altogether when they are made. The output is byte for byte what
 ``email.policy.default`` produces (tested against it, hypothesis included).
+
+All of this leans on how the email package builds its header objects inside (``__new__``,
+instance dicts, the registry's generated classes), which no Python release promises to keep.
+So the builder gets it only through :func:`caching_policy`, which first checks, once per
+process, that representative messages made with it serialise and read back exactly as with
+``email.policy.default``, and hands out ``email.policy.default`` itself when they do not.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import sys
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timezone
 from email.headerregistry import (
     Address,
     AddressHeader,
@@ -55,7 +64,15 @@ from email.policy import default as default_policy
 from email.utils import format_datetime
 from typing import Any
 
-__all__ = ["CheckedAddresses", "CheckedMessageID", "caching_policy"]
+__all__ = [
+    "CheckedAddresses",
+    "CheckedMessageID",
+    "caching_policy",
+    "faithful",
+    "make_caching_policy",
+]
+
+log = logging.getLogger("mailreset")
 
 _CACHE_SIZE = 2048
 #: Headers whose values are (nearly) always new: caching them would only evict useful ones.
@@ -268,6 +285,107 @@ class CachingHeaderRegistry(HeaderRegistry):
         return header
 
 
-def caching_policy() -> EmailPolicy[EmailMessage]:
-    """``email.policy.default`` with its own caching header registry."""
+def make_caching_policy() -> EmailPolicy[EmailMessage]:
+    """``email.policy.default`` with its own caching header registry, unchecked.
+
+    Use :func:`caching_policy`, which hands this out only on a Python where it was seen to
+    write what ``email.policy.default`` writes.
+    """
     return default_policy.clone(header_factory=CachingHeaderRegistry())
+
+
+def caching_policy() -> EmailPolicy[EmailMessage]:
+    """A new caching policy, or ``email.policy.default`` where the self-check failed.
+
+    The check (:func:`faithful`) runs once per process, on first use.
+    """
+    return make_caching_policy() if _caching_is_faithful() else default_policy
+
+
+@functools.cache
+def _caching_is_faithful() -> bool:
+    # Looked up at call time, so a test can swap in a candidate that fails the check.
+    if faithful(make_caching_policy):
+        return True
+    log.debug("the caching email policy failed its self-check: using email.policy.default")
+    return False
+
+
+def faithful(
+    candidate: Callable[[], EmailPolicy[EmailMessage]],
+    reference: EmailPolicy[EmailMessage] = default_policy,
+) -> bool:
+    """Whether messages made with ``candidate()`` serialise and read back as with ``reference``.
+
+    The sample messages hold what the builder puts in its messages (names with commas, quotes
+    and non-ASCII, checked addresses, a long subject that folds, a non-ASCII one, a Date
+    from a datetime, a checked Message-ID, a text+HTML alternative and an attachment), each
+    made twice so the second is served from the caches; they are compared as bytes under the
+    folding settings of the wire (CRLF, and CRLF with UTF-8 headers for SMTPUTF8) and
+    header by header as a reader sees them. Anything raised counts as a difference.
+    """
+    try:
+        policy = candidate()
+        for kind in (0, 1):
+            theirs = _sample(reference, kind)
+            expected = [theirs.as_bytes(policy=reference.clone(**f)) for f in _FOLDINGS]
+            for _ in range(2):  # the second message is served from the caches
+                ours = _sample(policy, kind)
+                if [ours.as_bytes(policy=policy.clone(**f)) for f in _FOLDINGS] != expected:
+                    return False
+                for part, reference_part in zip(ours.walk(), theirs.walk(), strict=True):
+                    if _read_back(part) != _read_back(reference_part):
+                        return False
+    except Exception as error:  # any failure at all means: do not use it
+        log.debug("the caching email policy's self-check raised %r", error)
+        return False
+    return True
+
+
+_FOLDINGS: tuple[dict[str, Any], ...] = (
+    {"linesep": "\r\n"},
+    {"linesep": "\r\n", "utf8": True},
+)
+_SAMPLE_DATE = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+
+
+def _sample(policy: EmailPolicy[EmailMessage], kind: int) -> EmailMessage:
+    """Sample message ``kind`` (0: English text+HTML+attachment, 1: Chinese text only)."""
+    message = EmailMessage(policy=policy)
+    message["From"] = "Zoë Ünïcode <no-reply@acme.example>"
+    message["To"] = CheckedAddresses(
+        (Address("Smith, Bob", "bob", "example.com"), Address("", "carol", "example.org"))
+    )
+    message["Cc"] = CheckedAddresses((Address("张三", "zhang", "example.cn"),))
+    message["Reply-To"] = 'Bob "The Builder" Smith <bob@example.com>'
+    message["Date"] = _SAMPLE_DATE
+    message["Message-ID"] = CheckedMessageID("<177.2.3@acme.example>")
+    message["Auto-Submitted"] = "auto-generated"
+    if kind:
+        message["Subject"] = "重置您的 Acme 密码"
+        message.set_content("你好\n")
+    else:
+        message["Subject"] = "Reset the password of your account at Acme " * 3
+        message.set_content("Hello,\nreset it here: https://acme.example/reset/t0k\n")
+        message.add_alternative("<p>Hello, <a href='https://acme.example/'>reset</a></p>", "html")
+        message.add_attachment(
+            b"%PDF-1.4", maintype="application", subtype="pdf", filename="résumé.pdf"
+        )
+    # Fixed boundaries: the generator would draw random ones, and the bytes would differ.
+    for index, part in enumerate(message.walk()):
+        if part.is_multipart():
+            part.set_boundary(f"=_check{index}")
+    return message
+
+
+def _read_back(message: EmailMessage) -> list[tuple[str, dict[str, Any]]]:
+    """Each header of ``message`` (not its parts) as its reader sees it."""
+    seen = []
+    for name, header in message.items():
+        attributes: dict[str, Any] = {"str": str(header)}
+        for attribute in ("addresses", "datetime", "params", "content_type", "cte"):
+            value = getattr(header, attribute, None)
+            if value is not None:
+                attributes[attribute] = dict(value) if attribute == "params" else value
+        seen.append((name, attributes))
+    return seen

@@ -12,8 +12,7 @@ beside them.
 
 from __future__ import annotations
 
-import binascii
-import hashlib
+import base64
 import hmac
 import json
 import math
@@ -26,10 +25,9 @@ from typing import Any, TypeAlias
 
 import attrs
 import jwt
-from jwt.algorithms import HMACAlgorithm
 
 from mailreset._clock import Clock
-from mailreset._jwt_errors import map_jwt_errors
+from mailreset._jwt_errors import JWT_ERRORS, invalid_token
 from mailreset.errors import ConfigurationError, ExpiredToken, InvalidToken, StaleToken
 
 __all__ = ["Claims", "TokenService"]
@@ -46,38 +44,45 @@ State: TypeAlias = str | bytes
 Bind: TypeAlias = State | Callable[[str], State | None]
 Seconds: TypeAlias = float | timedelta
 
-_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+_DIGEST_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _KEY_HINT = 'make one with: python -c "import secrets; print(secrets.token_urlsafe({}))"'
 # Three non-empty base64url segments, no padding, nothing else: re-padded, whitespace-laden
 # or otherwise "equivalent" spellings of a token are not the token.
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# The characters a canonical segment can end with, by its length modulo 4: after two
+# characters of a group the low 4 bits are spare and must be zero, after three the low 2
+# bits; one character alone is never a whole byte. Checked here because PyJWT's own checks
+# move between versions: before 2.14 it decodes the other spellings (and skips characters
+# outside the alphabet) to the same bytes, and it accepts "=" padding throughout.
+_LAST = (
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+    "",
+    "AQgw",
+    "AEIMQUYcgkosw048",
+)
 _RESERVED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "pur", "bnd"})
 _HEADER_FIELDS = frozenset({"alg", "kid", "typ"})
 _KID_BYTES = 6  # 48 bits: a label to pick the key, not a secret and not a security margin
 _BIND_BYTES = 16  # 128-bit digest of the bound state
 _LATEST = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
-
-
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_STANDARD = bytes.maketrans(b"-_", b"+/")
-_IPAD = bytes(byte ^ 0x36 for byte in range(256))
-_OPAD = bytes(byte ^ 0x5C for byte in range(256))
-# One encoder and decoder, built once: json.dumps() with any option set builds a new encoder
-# on every call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-_quote = json.encoder.encode_basestring_ascii  # the C string escaper json.dumps uses
-_DECODE = json.JSONDecoder().decode
+# PyJWT's decode checks the signature, the algorithm and the presence of the claims every
+# token of ours has. The times it leaves to verify(): PyJWT reads the wall clock itself (no
+# clock can be injected), checks exp before anything of ours (so a token for another purpose
+# would be reported "expired" rather than invalid) and cannot say when a token expired.
+_DECODE_OPTIONS: Any = {
+    "require": ["sub", "iat", "exp", "pur"],
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+}
+# jwt.decode with these options, set once: PyJWT merges per-call options into its defaults on
+# every call, a measurable part of verify.
+_JWT = jwt.PyJWT(options=_DECODE_OPTIONS)
+_check_json = json.JSONEncoder(allow_nan=False).encode  # extra claims: strict JSON or nothing
 
 
 def _b64(data: bytes) -> str:
-    # base64.urlsafe_b64encode without its two Python-level wrappers (hot path).
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
-
-
-def _b64decode(segment: str) -> bytes:
-    # Only ever called on segments _SHAPE has checked, so no character is silently dropped.
-    padded = segment + "=" * (-len(segment) % 4)
-    return binascii.a2b_base64(padded.encode().translate(_STANDARD))
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _utc(timestamp: float) -> datetime:
@@ -114,66 +119,38 @@ class Claims:
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_readonly, hash=False)
 
 
-class _Keyed:
-    """HMAC (RFC 2104) whose keyed inner and outer hash states are computed once.
-
-    Gives the same bytes as ``hmac.digest(key, message, hash)``; each use costs two copies of
-    C hash objects instead of going through the ``hmac`` module's Python wrapper, which is
-    about a third of the signing time on this hot path.
-    """
-
-    __slots__ = ("_inner", "_outer")
-
-    def __init__(self, key: bytes, hash_function: Callable[..., hashlib._Hash]) -> None:
-        block_size = hash_function().block_size
-        if len(key) > block_size:
-            key = hash_function(key).digest()
-        key = key.ljust(block_size, b"\0")
-        self._inner = hash_function(key.translate(_IPAD))
-        self._outer = hash_function(key.translate(_OPAD))
-
-    def digest(self, message: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
-
-    def b64digest(self, message: bytes) -> str:
-        """The digest, base64url-encoded without padding (a JWS signature)."""
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return (
-            binascii.b2a_base64(outer.digest(), newline=False)
-            .translate(_URLSAFE)
-            .rstrip(b"=")
-            .decode()
-        )
-
-
 class _Key:
-    """One secret, prepared once: its kid, its header segment and its keyed MAC states."""
+    """One secret, prepared once: its kid, the header segment PyJWT writes for it, its bind key."""
 
-    __slots__ = ("_bind_mac", "header", "kid", "sign")
+    __slots__ = ("bind_mac", "header", "headers", "kid", "secret")
 
     def __init__(self, secret: bytes, algorithm: str) -> None:
-        digest = _HASHES[algorithm]
+        self.secret = secret
         # The kid is a keyed hash of a constant: it names the key without revealing it.
         self.kid = _b64(hmac.digest(secret, b"mailreset kid", "sha256")[:_KID_BYTES])
-        header = {"alg": algorithm, "kid": self.kid, "typ": "JWT"}
-        self.header = _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
-        #: sign(signing_input) -> the base64url signature (a bound method: no extra call).
-        self.sign = _Keyed(secret, digest).b64digest
+        # The header segment of every token this key signs (PyJWT writes its header with
+        # sorted keys, so it is the same each time): verify recognises it byte for byte and
+        # skips parsing the header a second time. PyJWT's own key check runs here too: it
+        # refuses PEM/SSH/DER public keys and JWK documents as HMAC secrets (using one would
+        # open the door to algorithm-confusion attacks).
+        #: the extra header fields of its tokens, for jwt.encode
+        self.headers = {"kid": self.kid}
+        sample = jwt.encode({}, secret, algorithm=algorithm, headers=self.headers)
+        self.header = sample.partition(".")[0]
         # A separate key for state digests, derived from the secret, so a digest is never
         # something the signing key also produced for another input.
-        self._bind_mac = _Keyed(hmac.digest(secret, b"mailreset bind", "sha256"), hashlib.sha256)
+        bind_key = hmac.digest(secret, b"mailreset bind", "sha256")
+        # Keyed once; each digest copies it (cheaper than keying HMAC again every time).
+        self.bind_mac = hmac.new(bind_key, digestmod="sha256")
 
     def state_digest(self, purpose: str, subject: str, state: bytes) -> str:
         # Length-prefixed, so no purpose/subject/state split can collide with another.
-        prefix = f"{len(purpose)}:{purpose}{len(subject)}:{subject}".encode()
-        return _b64(self._bind_mac.digest(prefix + state)[:_BIND_BYTES])
+        prefix = f"{len(purpose)}:{purpose}{len(subject)}:{subject}".encode(
+            "utf-8", "surrogatepass"
+        )
+        mac = self.bind_mac.copy()
+        mac.update(prefix + state)
+        return _b64(mac.digest()[:_BIND_BYTES])
 
 
 def _seconds(name: str, value: object, *, minimum: float) -> float:
@@ -190,37 +167,34 @@ def _seconds(name: str, value: object, *, minimum: float) -> float:
     return seconds
 
 
-def _secrets(secret_key: object, algorithm: str) -> list[bytes]:
-    shortest = max(MIN_KEY_BYTES, _HASHES[algorithm]().digest_size)
+def _keys(secret_key: object, algorithm: str) -> list[_Key]:
+    shortest = max(MIN_KEY_BYTES, _DIGEST_BYTES[algorithm])
     hint = _KEY_HINT.format(shortest)
-    keys = [secret_key] if isinstance(secret_key, (str, bytes)) else secret_key
-    if not isinstance(keys, Sequence) or not keys:
+    secrets = [secret_key] if isinstance(secret_key, (str, bytes)) else secret_key
+    if not isinstance(secrets, Sequence) or not secrets:
         raise ConfigurationError(
             "secret_key must be a str or bytes, or a non-empty sequence of them "
             f"(the first signs, all verify); {hint}"
         )
-    secrets: list[bytes] = []
-    for position, key in enumerate(keys):
+    keys: list[_Key] = []
+    for position, secret in enumerate(secrets):
         name = "secret_key" if isinstance(secret_key, (str, bytes)) else f"secret_key[{position}]"
-        if not isinstance(key, (str, bytes)):
-            raise ConfigurationError(f"{name} must be a str or bytes, not {type(key).__name__}")
-        raw = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
+        if not isinstance(secret, (str, bytes)):
+            raise ConfigurationError(f"{name} must be a str or bytes, not {type(secret).__name__}")
+        raw = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
         if len(raw) < shortest:
             raise ConfigurationError(
                 f"{name} is {len(raw)} bytes; an {algorithm} key needs at least {shortest} "
                 f"random bytes: {hint}"
             )
         try:
-            # PyJWT refuses PEM/SSH/DER public keys and JWK documents as HMAC secrets: using
-            # one would open the door to algorithm-confusion attacks.
-            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(raw)
+            keys.append(_Key(raw, algorithm))
         except jwt.PyJWTError as exc:
             raise ConfigurationError(f"{name} cannot be an HMAC secret: {exc}") from exc
-        secrets.append(raw)
-    return secrets
+    return keys
 
 
-def _extra_json(extra: object) -> str:
+def _check_extra(extra: object) -> Mapping[str, Any]:
     if not isinstance(extra, Mapping):
         raise ConfigurationError(f"extra must be a mapping, not {type(extra).__name__}")
     if not all(isinstance(name, str) and name not in _RESERVED for name in extra):
@@ -228,9 +202,11 @@ def _extra_json(extra: object) -> str:
             f"extra must have str keys other than the reserved {sorted(_RESERVED)}"
         )
     try:
-        return _ENCODE(extra)
+        # PyJWT's encoder would write NaN and Infinity, which are not JSON.
+        _check_json(extra)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"extra must hold JSON values only: {exc}") from exc
+    return extra
 
 
 def _check_purpose(purpose: object) -> str:
@@ -275,6 +251,7 @@ class TokenService:
     """
 
     __slots__ = (
+        "_algorithms",
         "_by_header",
         "_by_kid",
         "_clock",
@@ -296,7 +273,7 @@ class TokenService:
         leeway: Seconds = 0,
         clock: Clock | None = None,
     ) -> None:
-        if not isinstance(algorithm, str) or algorithm not in _HASHES:
+        if not isinstance(algorithm, str) or algorithm not in _DIGEST_BYTES:
             raise ConfigurationError(
                 f"algorithm must be one of HS256, HS384, HS512, not {algorithm!r}: "
                 "mailreset signs with a shared secret only"
@@ -315,12 +292,13 @@ class TokenService:
         self.leeway = _seconds("leeway", leeway, minimum=0)
         self._clock = clock
         self._now: Callable[[], float] = time.time if clock is None else self._clock_now
-        keys = [_Key(secret, algorithm) for secret in _secrets(secret_key, algorithm)]
+        keys = _keys(secret_key, algorithm)
         self._signer = keys[0]
         self._by_kid = {key.kid: key for key in keys}
         if len(self._by_kid) != len(keys):
             raise ConfigurationError("secret_key lists the same key twice")
         self._by_header = {key.header: key for key in keys}
+        self._algorithms = [algorithm]
 
     def __repr__(self) -> str:
         return (
@@ -365,22 +343,18 @@ class TokenService:
         sub = str(subject)
         lifetime = self.max_age if max_age is None else _seconds("max_age", max_age, minimum=1)
         issued = math.floor(self._now())
-        # The JSON is written out here rather than by json.dumps (five times slower, the
-        # largest cost of issue): fixed keys, integers, and strings escaped by the json
-        # module's own C escaper. The application's extra claims go through the encoder.
-        claims = f'{{"sub":{_quote(sub)},"iat":{issued},"exp":{issued + math.ceil(lifetime)}'
+        payload: dict[str, Any] = {"sub": sub, "iat": issued, "exp": issued + math.ceil(lifetime)}
         if self.issuer is not None:
-            claims += f',"iss":{_quote(self.issuer)}'
-        claims += f',"pur":{_quote(purpose)}'
+            payload["iss"] = self.issuer
+        payload["pur"] = purpose
         signer = self._signer
         if bind is not None:
-            digest = signer.state_digest(purpose, sub, _state_bytes(bind, "bind"))
-            claims += f',"bnd":"{digest}"'
+            payload["bnd"] = signer.state_digest(purpose, sub, _state_bytes(bind, "bind"))
         if extra:
-            claims += "," + _extra_json(extra)[1:-1]
-        body = (claims + "}").encode()
-        signing_input = f"{signer.header}.{_b64(body)}"
-        token = f"{signing_input}.{signer.sign(signing_input.encode('ascii'))}"
+            payload.update(_check_extra(extra))
+        token = jwt.encode(
+            payload, signer.secret, algorithm=self.algorithm, headers=signer.headers
+        )
         if len(token) > MAX_TOKEN_LENGTH:
             raise ConfigurationError(
                 f"the token would be {len(token)} characters, over the {MAX_TOKEN_LENGTH} "
@@ -461,7 +435,7 @@ class TokenService:
             if state is None:
                 raise InvalidToken("the token's user no longer exists")
             expected = key.state_digest(purpose, subject, _state_bytes(state, "bind state"))
-            if not hmac.compare_digest(expected.encode(), digest.encode("utf-8", "replace")):
+            if not (digest.isascii() and hmac.compare_digest(expected, digest)):
                 raise StaleToken("the token was already used or superseded (its state changed)")
         return claims
 
@@ -479,22 +453,27 @@ class TokenService:
         if _SHAPE.fullmatch(token) is None:
             raise InvalidToken("not a token: expected three base64url segments joined by dots")
         header, body, signature = token.split(".")
+        if (
+            header[-1] not in _LAST[len(header) % 4]
+            or body[-1] not in _LAST[len(body) % 4]
+            or signature[-1] not in _LAST[len(signature) % 4]
+        ):
+            raise InvalidToken("not a token: a segment is not canonical base64url")
         key = self._by_header.get(header) or self._key_for(token)
-        # Comparing the encoded signatures (not decoded bytes) also refuses non-canonical
-        # base64 spellings of the right signature.
-        expected = key.sign(f"{header}.{body}".encode("ascii"))
-        if not hmac.compare_digest(expected, signature):
-            raise InvalidToken("the token's signature does not match")
-        with map_jwt_errors():
-            payload = _DECODE(_b64decode(body).decode())
-        if not isinstance(payload, dict):
-            raise InvalidToken("the token's payload is not a JSON object")
+        try:
+            payload: dict[str, Any] = _JWT.decode(
+                token, key.secret, algorithms=self._algorithms, issuer=self.issuer
+            )
+        except JWT_ERRORS as exc:
+            raise invalid_token(exc) from exc
         return key, payload
 
     def _key_for(self, token: str) -> _Key:
         """Slow path for a header we did not write byte for byte: read it, then pick the key."""
-        with map_jwt_errors():
+        try:
             header = jwt.get_unverified_header(token)
+        except JWT_ERRORS as exc:
+            raise invalid_token(exc) from exc
         algorithm = header.get("alg")
         if algorithm != self.algorithm:
             raise InvalidToken(
