@@ -243,7 +243,8 @@ class ThreadedMailer:
 
         Raises :class:`~mailreset.errors.QueueFull` when ``max_queue`` messages wait (at once,
         or after ``timeout`` seconds when given), :class:`~mailreset.errors.MailerClosed`
-        after :meth:`close`.
+        after :meth:`close`, :class:`~mailreset.errors.MailerUnavailable` when the spool
+        cannot store the message (nothing was queued then).
         """
         if self._closed:
             raise MailerClosed("this ThreadedMailer is closed; make a new one to send more")
@@ -475,6 +476,7 @@ class ThreadedMailer:
                 finally:
                     self._queue.task_done()
                 if leave:
+                    counted = False
                     return
         finally:
             _close_quietly(transport)
@@ -515,7 +517,10 @@ class ThreadedMailer:
         return error
 
     def _take(self, job: _Job, transport: Transport | None) -> tuple[Transport | None, bool]:
-        """Deliver ``job``; return the transport to keep and whether this worker leaves."""
+        """Deliver ``job``; return the transport to keep and whether this worker leaves.
+
+        A worker told to leave is no longer counted in ``_live`` (it gave its message back).
+        """
         if not job.running:
             job.running = True
             if not job.future.set_running_or_notify_cancel():
@@ -545,18 +550,27 @@ class ThreadedMailer:
 
         def give_back(error: TemporaryFailure) -> bool:
             # Refused at connect (421, or refused) while other connections to the server
-            # work: the server's connection limit, not this message's fault.
-            if was_open or self._live < 2:
+            # work: the server's connection limit, not this message's fault. The message
+            # goes back on the queue and this worker leaves, in one step under the lock, so
+            # that two workers refused at once never both leave (and strand the queue).
+            if was_open:
                 return False
             refused = error.smtp_code == 421 or isinstance(
                 error.original_error, ConnectionRefusedError
             )
             if not refused:
                 return False
-            try:
-                self._queue.put_nowait(job)
-            except queue.Full:
-                return False
+            with self._lock:
+                if self._live < 2:
+                    return False
+                try:
+                    self._queue.put_nowait(job)
+                except queue.Full:
+                    return False
+                self._live -= 1  # this worker, which leaves uncounted
+                self._ceiling = max(1, self._live)
+                self._grow_after = time.monotonic() + self.retry.maximum
+                self._proven = False
             return True
 
         try:
@@ -570,10 +584,6 @@ class ThreadedMailer:
                 give_back=give_back,
             )
         except GiveBack as back:
-            with self._lock:
-                self._ceiling = max(1, self._live - 1)
-                self._grow_after = time.monotonic() + self.retry.maximum
-                self._proven = False
             log.info(
                 "%s refused another connection (%s); the pool shrinks to %d",
                 transport,
