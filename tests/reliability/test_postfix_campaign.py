@@ -243,3 +243,28 @@ def test_tls_mode_mixup_is_a_fast_named_failure(postfix: Postfix, mode: str) -> 
     assert "SMTPSettings.starttls" in str(error)
     assert elapsed < 2 * timeout + 2.0, elapsed  # the documented bound, plus a loaded box
     assert 0 == sum(postfix.delivered().values())
+
+
+def test_wrong_ca_is_one_fast_named_failure(postfix: Postfix, tmp_path: Path) -> None:
+    """A CA that did not sign the server's certificate: one PermanentFailure for every queued
+    message, naming the certificate and MAIL_CA_FILE; no AUTH goes out."""
+    import trustme
+
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    mailer = ThreadedMailer(postfix.settings(ca_file=str(other_ca)))
+    started = time.monotonic()
+    futures = _burst(mailer, range(10))
+    errors = [future.exception(timeout=30) for future in futures.values()]
+    elapsed = time.monotonic() - started
+    mailer.close(10)
+    time.sleep(1.0)  # postlogd writes asynchronously
+
+    first = errors[0]
+    assert isinstance(first, PermanentFailure)
+    assert all(error is first for error in errors)
+    assert "certificate" in str(first)
+    assert "ca_file" in str(first)
+    assert elapsed < 10.0, elapsed
+    assert "auth=" not in postfix.log()  # no AUTH command: the password never went out
+    assert 0 == sum(postfix.delivered().values())
