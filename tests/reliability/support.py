@@ -7,18 +7,34 @@ import socket
 import ssl
 import threading
 from collections import Counter
+from email.message import Message
 
 import trustme
 
 from mailreset.transports import Envelope
 from tests.mail_factory import make_envelope
 
-__all__ = ["CommandCounter", "LimitingProxy", "TLSPair", "outgoing"]
+__all__ = ["CommandCounter", "Failures", "LimitingProxy", "TLSPair", "outgoing"]
 
 
 def outgoing(number: int, **options: str) -> Envelope:
     """What ``Transport.send`` takes for message ``number``."""
     return make_envelope(number, **options)
+
+
+class Failures:
+    """A thread-safe ``on_failure`` recorder that can also raise, as a buggy callback does."""
+
+    def __init__(self, raising: BaseException | None = None) -> None:
+        self.calls: list[tuple[Message, BaseException]] = []
+        self.raising = raising
+        self._lock = threading.Lock()
+
+    def __call__(self, message: Message, error: BaseException) -> None:
+        with self._lock:
+            self.calls.append((message, error))
+        if self.raising is not None:
+            raise self.raising
 
 
 class TLSPair:

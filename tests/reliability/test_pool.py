@@ -8,30 +8,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from email.message import Message
 
 import pytest
 
 from mailreset import PermanentFailure, Retry, SMTPSettings, ThreadedMailer
 from mailreset.testing import FaultPlan, SMTPSink
 from tests.mail_factory import make_message
-from tests.reliability.support import CommandCounter, LimitingProxy
+from tests.reliability.support import CommandCounter, Failures, LimitingProxy
 
 CREDENTIALS = {"app": "s3cret-app-password"}
-
-
-class Failures:
-    """A thread-safe on_failure recorder."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Message, BaseException]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, message: Message, error: BaseException) -> None:
-        with self._lock:
-            self.calls.append((message, error))
 
 
 def test_pool_shrinks_to_the_connection_limit_and_grows_back(smtp_sink: SMTPSink) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 from concurrent.futures import Future
-from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -27,23 +25,9 @@ from mailreset import (
 )
 from mailreset.testing import SMTPSink
 from tests.mail_factory import make_envelope, make_message
+from tests.reliability.support import Failures
 
 FAULTS = 20
-
-
-class Failures:
-    """A thread-safe on_failure recorder that can also raise, as a buggy callback does."""
-
-    def __init__(self, raising: BaseException | None = None) -> None:
-        self.calls: list[tuple[Message, BaseException]] = []
-        self.raising = raising
-        self._lock = threading.Lock()
-
-    def __call__(self, message: Message, error: BaseException) -> None:
-        with self._lock:
-            self.calls.append((message, error))
-        if self.raising is not None:
-            raise self.raising
 
 
 def _live(mailer: ThreadedMailer) -> int:
