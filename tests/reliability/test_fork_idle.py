@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from mailreset import ThreadedMailer
+from mailreset import Delivery, ThreadedMailer
 from mailreset.testing import FaultPlan, SMTPSink
 from tests.mail_factory import make_message
 
@@ -79,6 +81,40 @@ def test_fork_while_the_parent_is_sending(smtp_sink: SMTPSink) -> None:
     assert expected == set(_subjects(smtp_sink, 25))
     time.sleep(0.3)
     assert 25 == len(smtp_sink.messages)  # nothing the parent queued was sent by the child
+
+
+def test_many_threads_first_use_it_at_once_in_the_child(smtp_sink: SMTPSink) -> None:
+    """gthread workers: 8 threads of a child send at once first thing; each message arrives."""
+    mailer = ThreadedMailer(smtp_sink.settings, workers=4)
+    mailer.send(make_message(0)).result(10)  # the parent's threads and state exist
+
+    def work() -> None:
+        start = threading.Barrier(8)
+        futures: list[Future[Delivery]] = []
+        lock = threading.Lock()
+
+        def sender(first: int) -> None:
+            start.wait(10)
+            mine = [mailer.send(make_message(number)) for number in range(first, first + 5)]
+            with lock:
+                futures.extend(mine)
+
+        threads = [threading.Thread(target=sender, args=(100 + 10 * n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert all(future.result(20).accepted for future in futures)
+        assert 40 == len(futures)
+        mailer.close(20)
+
+    code = _in_child(work)
+    mailer.close(10)
+
+    assert 0 == code
+    assert 41 == len(_subjects(smtp_sink, 41))
+    time.sleep(0.3)
+    assert 41 == len(smtp_sink.messages)
 
 
 def test_flush_in_a_child_does_not_wait_for_the_parents_queue(smtp_sink: SMTPSink) -> None:

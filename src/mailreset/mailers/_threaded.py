@@ -59,8 +59,18 @@ _STOP: Any = object()
 
 # Bumped in a child after fork: cheaper on send's path than an os.getpid() system call.
 _forks = [0]
+# Taken by the first threads of a child that use a mailer at once: only one makes the fresh
+# state. Made anew in each child, since the parent's may have been held at the fork.
+_fork_lock = [threading.Lock()]
+
+
+def _after_fork_in_child() -> None:
+    _forks[0] += 1
+    _fork_lock[0] = threading.Lock()
+
+
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _close_quietly(transport: Transport | None) -> None:
@@ -219,7 +229,9 @@ class ThreadedMailer:
         # A forked child holds copies of the parent's queue and locks (perhaps taken at the
         # moment of the fork) and of threads that do not run in it: start afresh.
         if self._fork != _forks[0]:
-            self._after_fork()
+            with _fork_lock[0]:
+                if self._fork != _forks[0]:
+                    self._after_fork()
 
     def __repr__(self) -> str:
         self._check_fork()
