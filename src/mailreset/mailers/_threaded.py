@@ -351,7 +351,9 @@ class ThreadedMailer:
 
         When ``timeout`` seconds pass first, the messages still queued end their Futures with
         a TemporaryFailure and go to ``on_failure`` (a spool keeps them for the next start),
-        and :class:`TimeoutError` is raised.
+        and :class:`TimeoutError` is raised. Once every worker stopped, the spool is closed:
+        what stayed on disk (after a failure no retry fixes, say) is sent by the next mailer
+        on that folder, in this process or another.
         """
         if self._drain_at_exit:
             atexit.unregister(self._close_at_exit)
