@@ -33,6 +33,7 @@ import secrets
 import stat
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,11 +65,18 @@ _held: set[int] = set()
 _forks = [0]
 
 
+# Every Spool of this process: a child gives each a fresh owner lock (the parent's may have
+# been held by one of its threads at the moment of the fork, and would never be released).
+_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
 def _after_fork_in_child() -> None:
     for descriptor in _held:
         with contextlib.suppress(OSError):
             os.close(descriptor)
     _held.clear()
+    for spool in list(_spools):
+        spool._owner_lock = threading.Lock()
     _forks[0] += 1
 
 
@@ -146,6 +154,7 @@ class Spool:
         self.fsync = fsync
         self._owner_lock = threading.Lock()
         self._owner: tuple[int, str, int] | None = None  # (fork generation, name, descriptor)
+        _spools.add(self)
         try:
             self.path.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
         except OSError as error:

@@ -24,6 +24,7 @@ from mailreset.errors import (
     ConfigurationError,
     DeliveryError,
     MailerClosed,
+    MailerUnavailable,
     PermanentFailure,
     QueueFull,
     TemporaryFailure,
@@ -58,8 +59,18 @@ _STOP: Any = object()
 
 # Bumped in a child after fork: cheaper on send's path than an os.getpid() system call.
 _forks = [0]
+# Taken by the first threads of a child that use a mailer at once: only one makes the fresh
+# state. Made anew in each child, since the parent's may have been held at the fork.
+_fork_lock = [threading.Lock()]
+
+
+def _after_fork_in_child() -> None:
+    _forks[0] += 1
+    _fork_lock[0] = threading.Lock()
+
+
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _close_quietly(transport: Transport | None) -> None:
@@ -73,11 +84,29 @@ def _close_quietly(transport: Transport | None) -> None:
     return
 
 
-def _unexpected(error: Exception) -> PermanentFailure:
-    """A DeliveryError for a Future, from an error no transport should raise."""
+def _unexpected(error: BaseException) -> PermanentFailure:
+    """A DeliveryError for a Future, from an error no transport should raise.
+
+    Not retried (nothing says a retry helps), and ``maybe_delivered``: the transport broke
+    somewhere inside ``send``, so nobody can say that the server did not take the message.
+    """
+    try:
+        text = str(error)
+    except Exception:  # an exception whose own str() raises must not kill the worker
+        text = "(its message cannot be shown)"
     return PermanentFailure(
-        f"unexpected {type(error).__name__} while sending: {error}", original_error=error
+        f"unexpected {type(error).__name__} while sending: {text}",
+        original_error=error,
+        maybe_delivered=True,
     )
+
+
+def _safe_repr(transport: object) -> str:
+    """``repr(transport)`` for a log line, even when that repr itself raises."""
+    try:
+        return repr(transport)
+    except Exception:
+        return f"<{type(transport).__name__}>"
 
 
 def _resolve(transport: object, workers: int) -> tuple[Callable[[], Transport], int]:
@@ -196,7 +225,16 @@ class ThreadedMailer:
         self._halt_error: DeliveryError | None = None  # a failure no retry fixes
         self._halt_until = 0.0  # time.monotonic() until which nothing connects
 
+    def _check_fork(self) -> None:
+        # A forked child holds copies of the parent's queue and locks (perhaps taken at the
+        # moment of the fork) and of threads that do not run in it: start afresh.
+        if self._fork != _forks[0]:
+            with _fork_lock[0]:
+                if self._fork != _forks[0]:
+                    self._after_fork()
+
     def __repr__(self) -> str:
+        self._check_fork()
         state = "closed" if self._closed else "open"
         alive = sum(1 for thread in self._threads if thread.is_alive())
         return (
@@ -217,16 +255,16 @@ class ThreadedMailer:
 
         Raises :class:`~mailreset.errors.QueueFull` when ``max_queue`` messages wait (at once,
         or after ``timeout`` seconds when given), :class:`~mailreset.errors.MailerClosed`
-        after :meth:`close`.
+        after :meth:`close`, :class:`~mailreset.errors.MailerUnavailable` when the spool
+        cannot store the message (nothing was queued then).
         """
         if self._closed:
             raise MailerClosed("this ThreadedMailer is closed; make a new one to send more")
-        if self._fork != _forks[0]:
-            self._after_fork()
+        self._check_fork()
         envelope = to_envelope(message)
         job = _Job(
             envelope,
-            None if self.spool is None else self.spool.write(envelope),
+            None if self.spool is None else self._write(envelope),
             message if isinstance(message, Message) else None,
         )
         try:
@@ -235,8 +273,7 @@ class ThreadedMailer:
             else:
                 self._queue.put(job, timeout=timeout)
         except queue.Full:
-            if job.path is not None and self.spool is not None:
-                self.spool.remove(job.path)
+            self._forget(job)
             raise QueueFull(
                 f"{self.max_queue} messages are waiting (max_queue); raise max_queue or "
                 "workers, or pass send(..., timeout=seconds) to wait for room"
@@ -250,10 +287,20 @@ class ThreadedMailer:
             self._maybe_grow()
         return job.future
 
+    def _write(self, envelope: Envelope) -> Path:
+        """Put ``envelope`` on the spool; a disk that fails is the caller's to know about."""
+        assert self.spool is not None  # only called with a spool
+        try:
+            return self.spool.write(envelope)
+        except OSError as error:
+            raise MailerUnavailable(
+                f"the spool {self.spool.path} could not store the message ({error}); nothing "
+                "was queued"
+            ) from error
+
     def start(self) -> None:
         """Start the first worker (and the spool replay) now instead of on the first send."""
-        if self._fork != _forks[0]:
-            self._after_fork()
+        self._check_fork()
         self._start_first()
 
     def _start_first(self) -> None:
@@ -283,6 +330,7 @@ class ThreadedMailer:
         True means every Future of a message sent so far is settled. Raises
         :class:`TimeoutError` when ``timeout`` seconds pass first.
         """
+        self._check_fork()
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._replayed.wait(timeout):
             raise TimeoutError(f"the spool replay did not finish within {timeout}s")
@@ -303,7 +351,9 @@ class ThreadedMailer:
 
         When ``timeout`` seconds pass first, the messages still queued end their Futures with
         a TemporaryFailure and go to ``on_failure`` (a spool keeps them for the next start),
-        and :class:`TimeoutError` is raised.
+        and :class:`TimeoutError` is raised. Once every worker stopped, the spool is closed:
+        what stayed on disk (after a failure no retry fixes, say) is sent by the next mailer
+        on that folder, in this process or another.
         """
         if self._drain_at_exit:
             atexit.unregister(self._close_at_exit)
@@ -326,6 +376,10 @@ class ThreadedMailer:
         for thread in list(self._threads):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(left)
+        if self.spool is not None and not any(thread.is_alive() for thread in self._threads):
+            # What stays on disk (kept after a failure no retry fixes, or not sent in time)
+            # is for the next mailer on this folder, in this process or the next.
+            self.spool.close()
         if timed_out is not None:
             raise TimeoutError(f"{timed_out} (close(timeout=...))") from None
 
@@ -423,14 +477,20 @@ class ThreadedMailer:
                 leave = False
                 try:
                     transport, leave = self._take(item, transport)
-                except Exception as error:  # the last line of defence: a worker never dies
+                # The last line of defence: a worker never dies, whatever a transport raises
+                # (SystemExit from a plug-in included), and the message still gets its end.
+                except BaseException as error:
                     log.exception("unexpected error in a mailreset worker")
                     _close_quietly(transport)
                     transport = None
-                    self._fail(item, _unexpected(error), keep=False)
+                    try:
+                        self._fail(item, _unexpected(error), keep=False)
+                    except BaseException:  # on_failure raised SystemExit, say: Future is set
+                        log.exception("on_failure raised; the worker goes on")
                 finally:
                     self._queue.task_done()
                 if leave:
+                    counted = False
                     return
         finally:
             _close_quietly(transport)
@@ -471,7 +531,10 @@ class ThreadedMailer:
         return error
 
     def _take(self, job: _Job, transport: Transport | None) -> tuple[Transport | None, bool]:
-        """Deliver ``job``; return the transport to keep and whether this worker leaves."""
+        """Deliver ``job``; return the transport to keep and whether this worker leaves.
+
+        A worker told to leave is no longer counted in ``_live`` (it gave its message back).
+        """
         if not job.running:
             job.running = True
             if not job.future.set_running_or_notify_cancel():
@@ -501,18 +564,27 @@ class ThreadedMailer:
 
         def give_back(error: TemporaryFailure) -> bool:
             # Refused at connect (421, or refused) while other connections to the server
-            # work: the server's connection limit, not this message's fault.
-            if was_open or self._live < 2:
+            # work: the server's connection limit, not this message's fault. The message
+            # goes back on the queue and this worker leaves, in one step under the lock, so
+            # that two workers refused at once never both leave (and strand the queue).
+            if was_open:
                 return False
             refused = error.smtp_code == 421 or isinstance(
                 error.original_error, ConnectionRefusedError
             )
             if not refused:
                 return False
-            try:
-                self._queue.put_nowait(job)
-            except queue.Full:
-                return False
+            with self._lock:
+                if self._live < 2:
+                    return False
+                try:
+                    self._queue.put_nowait(job)
+                except queue.Full:
+                    return False
+                self._live -= 1  # this worker, which leaves uncounted
+                self._ceiling = max(1, self._live)
+                self._grow_after = time.monotonic() + self.retry.maximum
+                self._proven = False
             return True
 
         try:
@@ -526,10 +598,6 @@ class ThreadedMailer:
                 give_back=give_back,
             )
         except GiveBack as back:
-            with self._lock:
-                self._ceiling = max(1, self._live - 1)
-                self._grow_after = time.monotonic() + self.retry.maximum
-                self._proven = False
             log.info(
                 "%s refused another connection (%s); the pool shrinks to %d",
                 transport,
@@ -546,7 +614,7 @@ class ThreadedMailer:
             self._fail(job, error, keep=False)
             return transport, False
         except Exception as error:
-            log.error("unexpected error from %r", transport, exc_info=error)
+            log.error("unexpected error from %r", _safe_repr(transport), exc_info=error)
             self._fail(job, _unexpected(error), keep=False)
             _close_quietly(transport)
             return None, False
@@ -613,8 +681,11 @@ class ThreadedMailer:
             job.running = True
             if not job.future.set_running_or_notify_cancel():
                 return
-        job.future.set_exception(error)
-        report(self.on_failure, job.message, job.envelope, error)
+        # on_failure first: once a Future is done, its callback has been told as well.
+        try:
+            report(self.on_failure, job.message, job.envelope, error)
+        finally:
+            job.future.set_exception(error)
 
     def _requeue(self, left: SpooledMessage) -> None:
         """Queue a message the spool replay found (blocking while the queue is full)."""
