@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from mailreset._convert import is_number, whole_number
 from mailreset.errors import ConfigurationError
 
 logger = logging.getLogger("mailreset")
@@ -53,12 +54,7 @@ def _where(storage_uri: str) -> str:
 
 def _whole_seconds(value: object) -> int:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or seconds < 1
-        or seconds != int(seconds)
-    ):
+    if not is_number(seconds) or seconds < 1 or seconds != int(seconds):
         raise ConfigurationError(
             f"SharedRateLimiter.window must be a whole number of seconds >= 1 (or a "
             f"timedelta), not {value!r}"
@@ -116,10 +112,7 @@ class SharedRateLimiter:
                 f"'redis://localhost:6379/0', not {type(storage_uri).__name__}"
             )
         for name, value in (("per_address", per_address), ("per_client", per_client)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(
-                    f"SharedRateLimiter.{name} must be a whole number >= 1, not {value!r}"
-                )
+            whole_number(f"SharedRateLimiter.{name}", value)
         seconds = _whole_seconds(window)
         if strategy not in _STRATEGIES:
             raise ConfigurationError(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Generic
 from urllib.parse import urlsplit
 
 from mailreset._addresses import is_address
+from mailreset._convert import whole_number
 from mailreset._limits import MemoryRateLimiter, RateLimiter
 from mailreset._passwords import NISTPasswordPolicy, PasswordPolicy
 from mailreset._redact import describe, escape, redact, safe
@@ -183,12 +184,8 @@ class PasswordReset(Generic[U]):
         self._link_is_template = isinstance(reset_url, str)
         if not isinstance(app_name, str) or not app_name.strip():
             raise ConfigurationError(f"app_name must be a non-empty string, not {app_name!r}")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigurationError(f"workers must be a whole number >= 1, not {workers!r}")
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
-            raise ConfigurationError(
-                f"max_pending must be a whole number >= 1, not {max_pending!r}"
-            )
+        whole_number("workers", workers)
+        whole_number("max_pending", max_pending)
         self.tokens = tokens
         self.builder = builder
         self.mailer = mailer

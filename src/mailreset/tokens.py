@@ -27,6 +27,7 @@ import attrs
 import jwt
 
 from mailreset._clock import Clock
+from mailreset._convert import duration, is_number, is_whole
 from mailreset._jwt_errors import JWT_ERRORS, invalid_token
 from mailreset.errors import ConfigurationError, ExpiredToken, InvalidToken, StaleToken
 
@@ -154,14 +155,7 @@ class _Key:
 
 
 def _seconds(name: str, value: object, *, minimum: float) -> float:
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ConfigurationError(
-            f"{name} must be a number of seconds or a timedelta, not {value!r}"
-        )
+    seconds = duration(name, value)
     if not math.isfinite(seconds) or seconds < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum:g} seconds, not {value!r}")
     return seconds
@@ -225,7 +219,7 @@ def _state_bytes(state: object, name: str) -> bytes:
 
 def _timestamp(payload: Mapping[str, Any], name: str) -> float:
     value = payload.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= _LATEST:
+    if not is_number(value) or not 0 <= value <= _LATEST:
         raise InvalidToken(f"the token's {name!r} claim is not a date")
     return value
 
@@ -338,7 +332,7 @@ class TokenService:
             ConfigurationError: an argument that cannot be used, named in the message.
         """
         purpose = _check_purpose(purpose)
-        if isinstance(subject, bool) or not isinstance(subject, (str, int)) or subject == "":
+        if not (isinstance(subject, str) or is_whole(subject)) or subject == "":
             raise ConfigurationError(f"subject must be a non-empty str or an int: {subject!r}")
         sub = str(subject)
         lifetime = self.max_age if max_age is None else _seconds("max_age", max_age, minimum=1)

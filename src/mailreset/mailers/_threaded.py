@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mailreset._clock import Clock, utc_now
+from mailreset._convert import seconds, whole_number
 from mailreset._delivery import Delivery
 from mailreset._envelope import Envelope, to_envelope
 from mailreset._redact import redact
@@ -125,19 +126,11 @@ def _resolve(transport: object, workers: int) -> tuple[Callable[[], Transport], 
 
 
 def _whole(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(
-            f"ThreadedMailer {name} must be a whole number >= {minimum}, not {value!r}"
-        )
-    return value
+    return whole_number(f"ThreadedMailer {name}", value, minimum=minimum)
 
 
 def _seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(
-            f"ThreadedMailer {name} must be a number of seconds > 0, not {value!r}"
-        )
-    return float(value)
+    return seconds(f"ThreadedMailer {name}", value)
 
 
 class ThreadedMailer:
