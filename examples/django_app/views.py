@@ -1,0 +1,134 @@
+"""The Django example's views: sign up, log in, log out, forgot password, reset password.
+
+CSRF is Django's (``CsrfViewMiddleware`` and ``{% csrf_token %}``); sessions and log-in are
+``django.contrib.auth``'s, so a new password ends the user's other sessions by itself (the
+session carries a hash of the password hash).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import authenticate, get_user_model, login, logout
+from django.core.mail import send_mail
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from examples.django_app.adapter import reset_flow
+from mailreset import ExpiredToken, InvalidToken, StaleToken, WeakPassword, normalize_email
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    """The home page."""
+    return render(request, "index.html")
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    """Make an account (its user name is the normalised address) and mail a welcome."""
+    if request.method != "POST":
+        return render(request, "signup.html", {"email": ""})
+    email = request.POST.get("email", "").strip()
+    password = request.POST.get("password", "")
+    try:
+        reset_flow().password_policy(password, email=email)
+    except WeakPassword as error:
+        messages.error(request, f"Choose another password: {error}")
+        return render(request, "signup.html", {"email": email})
+    key = normalize_email(email)
+    try:
+        if "@" not in email or len(key) > 150:
+            raise IntegrityError
+        get_user_model().objects.create_user(username=key, email=email, password=password)
+    except IntegrityError:
+        messages.error(request, "That address cannot be used. Log in or reset your password.")
+        return render(request, "signup.html", {"email": email})
+    # Django's own send_mail, through EMAIL_BACKEND = mailreset's pool: queued, not waited on.
+    send_mail(
+        f"Welcome to {settings.MAILRESET_APP_NAME}",
+        "Your account is ready. If you did not sign up, ignore this mail.\n",
+        None,
+        [email],
+        fail_silently=True,
+    )
+    messages.success(request, "Account created. Log in.")
+    return redirect("login")
+
+
+@require_http_methods(["GET", "POST"])
+def log_in(request: HttpRequest) -> HttpResponse:
+    """Log in with address and password (a fresh session and CSRF token, by Django)."""
+    if request.method != "POST":
+        return render(request, "login.html")
+    email = request.POST.get("email", "")
+    user = authenticate(
+        request, username=normalize_email(email), password=request.POST.get("password", "")
+    )
+    if user is None:
+        messages.error(request, "Wrong email or password.")
+        return render(request, "login.html")
+    login(request, user)
+    messages.success(request, f"Logged in as {user.email}.")  # type: ignore[attr-defined]
+    return redirect("index")
+
+
+@require_POST
+def log_out(request: HttpRequest) -> HttpResponse:
+    """Log out (a POST with the CSRF token: no log-out by a foreign link)."""
+    logout(request)
+    messages.success(request, "Logged out.")
+    return redirect("index")
+
+
+@require_http_methods(["GET", "POST"])
+def forgot(request: HttpRequest) -> HttpResponse:
+    """Ask for a reset link: the same answer whether or not the address has an account."""
+    if request.method != "POST":
+        return render(request, "forgot.html")
+    # Behind a proxy, put the client's address in REMOTE_ADDR (with a known number of hops).
+    reset_flow().request(request.POST.get("email"), client=request.META.get("REMOTE_ADDR"))
+    minutes = round(getattr(settings, "MAILRESET_MAX_AGE", 600) / 60)
+    messages.success(
+        request,
+        "If an account exists for that address, we have sent it a link to reset the "
+        f"password. The link works for {minutes} minutes.",
+    )
+    return redirect("login")
+
+
+@require_http_methods(["GET", "POST"])
+def reset(request: HttpRequest, token: str) -> HttpResponse:
+    """The reset link: a GET only checks the token; a POST sets the new password."""
+    flow = reset_flow()
+    try:
+        flow.check(token)  # a GET consumes nothing: mail scanners cannot burn the link
+        if request.method == "POST":
+            password = request.POST.get("password", "")
+            if password != request.POST.get("confirm", ""):
+                messages.error(request, "The two passwords differ.")
+            else:
+                flow.complete(token, password)
+                logout(request)
+                messages.success(request, "Your password was changed. Log in with the new one.")
+                return _no_referrer(redirect("login"))
+    except WeakPassword as error:
+        messages.error(request, f"Choose another password: {error}")
+    except ExpiredToken:
+        messages.error(request, "This reset link has expired. Ask for a new one.")
+        return _no_referrer(redirect("forgot"))
+    except StaleToken:
+        messages.error(request, "This reset link was already used. Ask for a new one.")
+        return _no_referrer(redirect("forgot"))
+    except InvalidToken:
+        messages.error(request, "This reset link is not valid. Ask for a new one.")
+        return _no_referrer(redirect("forgot"))
+    return _no_referrer(render(request, "reset.html", {"token": token}))
+
+
+def _no_referrer(response: HttpResponse) -> HttpResponse:
+    """The reset page must not leak its URL (and token) to other sites or caches."""
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store"
+    return response

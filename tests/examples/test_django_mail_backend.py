@@ -1,0 +1,262 @@
+"""The Django EMAIL_BACKEND over mailreset's mailers, against the real smtp_sink (and RQ)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("django")
+pytest.importorskip("pytest_django")
+
+from examples.django_app.settings import configure
+
+configure()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.views import PasswordResetView  # noqa: E402
+from django.core.mail import (  # noqa: E402
+    EmailMessage,
+    EmailMultiAlternatives,
+    get_connection,
+    mail_admins,
+    send_mail,
+)
+from django.test import Client  # noqa: E402
+from django.urls import path  # noqa: E402
+from django.utils.log import AdminEmailHandler  # noqa: E402
+from examples.django_app import mail_backend  # noqa: E402
+
+from mailreset import ConfigurationError, InvalidMessage  # noqa: E402
+from mailreset.testing import SMTPSink  # noqa: E402
+from tests.rq_support import finish, start_worker  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKEND = "examples.django_app.mail_backend.EmailBackend"
+ATTACHMENT = bytes(range(256)) * 40  # binary, base64 on the wire
+
+# PasswordResetView with its templates in memory: the example itself uses mailreset's flow.
+urlpatterns = [
+    path(
+        "password_reset/",
+        PasswordResetView.as_view(success_url="/done", extra_email_context={"via": "Django"}),
+    )
+]
+RESET_TEMPLATES = {
+    "registration/password_reset_form.html": "{{ form }}",
+    "registration/password_reset_subject.txt": "Reset on {{ site_name }}",
+    "registration/password_reset_email.html": (
+        "{{ via }}: {{ protocol }}://{{ domain }}/reset/{{ uid }}/{{ token }}/"
+    ),
+}
+
+
+@pytest.fixture
+def django_mail(settings: Any, smtp_sink: SMTPSink) -> Any:
+    """Django's mail settings pointed at smtp_sink through the mailreset backend."""
+    settings.EMAIL_BACKEND = BACKEND
+    settings.EMAIL_HOST = smtp_sink.host
+    settings.EMAIL_PORT = smtp_sink.port
+    settings.DEFAULT_FROM_EMAIL = "Example app <noreply@app.example>"
+    mailer = mail_backend.mailer()
+    yield settings
+    assert mailer.flush(10)  # type: ignore[attr-defined]
+
+
+def test_send_mail_is_queued_and_delivered(django_mail: Any, smtp_sink: SMTPSink) -> None:
+    """send_mail returns 1 (accepted) and the message arrives with Django's headers."""
+    sent = send_mail("Hello", "Body text.\n", None, ["Ada <ada@example.org>"])
+    [message] = smtp_sink.wait_for(1)
+
+    assert 1 == sent
+    assert "noreply@app.example" == message.envelope_from
+    assert ("ada@example.org",) == message.envelope_to
+    assert ("Hello", "Body text.\n") == (message.subject, message.text)
+    assert "Ada <ada@example.org>" == message.message["To"]
+
+
+def test_alternatives_attachments_and_bcc_arrive_intact(
+    django_mail: Any, smtp_sink: SMTPSink
+) -> None:
+    """HTML alternative, a binary attachment and headers survive; Bcc is envelope only."""
+    message = EmailMultiAlternatives(
+        "Report",
+        "See the attachment.",
+        to=["to@example.org"],
+        cc=["cc@example.org"],
+        bcc=["hidden@example.org"],
+        headers={"X-Report": "42"},
+    )
+    message.attach_alternative("<p>See the <b>attachment</b>.</p>", "text/html")
+    message.attach("data.bin", ATTACHMENT, "application/octet-stream")
+    expected = message.message()
+
+    assert 1 == message.send()
+    [captured] = smtp_sink.wait_for(1)
+    parts = {part.get_content_type(): part for part in captured.message.walk()}
+
+    assert ("to@example.org", "cc@example.org", "hidden@example.org") == captured.envelope_to
+    assert b"hidden@example.org" not in captured.raw
+    assert "Bcc" not in captured.message
+    assert "42" == captured.message["X-Report"]
+    assert "<p>See the <b>attachment</b>.</p>" == captured.html
+    assert "See the attachment." == captured.text
+    assert "data.bin" == parts["application/octet-stream"].get_filename()
+    assert ATTACHMENT == parts["application/octet-stream"].get_content()
+    assert [part.get_content_type() for part in expected.walk()] == [
+        part.get_content_type() for part in captured.message.walk()
+    ]
+
+
+def test_get_connection_is_a_context_manager_and_counts(
+    django_mail: Any, smtp_sink: SMTPSink
+) -> None:
+    """send_messages returns how many it accepted; one without recipients is skipped."""
+    messages = [
+        EmailMessage("One", "1", to=["one@example.org"]),
+        EmailMessage("None", "no recipient"),
+        EmailMessage("Two", "2", to=["two@example.org"]),
+    ]
+    with get_connection() as connection:
+        sent = connection.send_messages(messages)
+    arrived = smtp_sink.wait_for(2)
+
+    assert 2 == sent
+    assert ["One", "Two"] == sorted(message.subject for message in arrived)
+
+
+def test_get_connection_options_override_the_settings(
+    django_mail: Any, smtp_sink: SMTPSink
+) -> None:
+    """host/port given to get_connection win over EMAIL_HOST/EMAIL_PORT, as with SMTP."""
+    django_mail.EMAIL_PORT = 9  # discard: nothing listens there on loopback
+    connection = get_connection(BACKEND, host=smtp_sink.host, port=smtp_sink.port)
+
+    assert 1 == send_mail("Hi", "x", None, ["a@example.org"], connection=connection)
+    assert ("a@example.org",) == smtp_sink.wait_for(1)[0].envelope_to
+
+
+def test_fail_silently_skips_what_cannot_be_queued(django_mail: Any, smtp_sink: SMTPSink) -> None:
+    """A bad address raises InvalidMessage, or with fail_silently is skipped and not counted."""
+    messages = [
+        EmailMessage("Good 1", "x", to=["good1@example.org"]),
+        EmailMessage("Bad", "x", to=["not an address"]),
+        EmailMessage("Good 2", "x", to=["good2@example.org"]),
+    ]
+    with pytest.raises(InvalidMessage):
+        get_connection().send_messages(messages[1:2])
+    sent = get_connection(fail_silently=True).send_messages(messages)
+    arrived = smtp_sink.wait_for(2)
+
+    assert 2 == sent
+    assert ["Good 1", "Good 2"] == sorted(message.subject for message in arrived)
+
+
+def test_a_misconfiguration_is_never_silent(django_mail: Any) -> None:
+    """A password in clear to a remote host is refused, naming Django's settings."""
+    django_mail.EMAIL_HOST = "smtp.example.com"
+    django_mail.EMAIL_HOST_USER = "app"
+    django_mail.EMAIL_HOST_PASSWORD = "secret"
+
+    with pytest.raises(ConfigurationError, match=r"EMAIL_HOST_USER.*EMAIL_USE_TLS"):
+        send_mail("Hi", "x", None, ["a@example.org"], fail_silently=True)
+
+
+@pytest.mark.django_db
+@pytest.mark.urls(__name__)
+def test_password_reset_view_mails_through_the_backend(
+    django_mail: Any, smtp_sink: SMTPSink
+) -> None:
+    """Django's own PasswordResetView sends its mail through mailreset's pool."""
+    django_mail.TEMPLATES = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "OPTIONS": {"loaders": [("django.template.loaders.locmem.Loader", RESET_TEMPLATES)]},
+        }
+    ]
+    get_user_model().objects.create_user("ann", "ann@example.org", "a password 123")
+    reply = Client().post("/password_reset/", {"email": "ann@example.org"})
+    [message] = smtp_sink.wait_for(1)
+
+    assert 302 == reply.status_code
+    assert ("ann@example.org",) == message.envelope_to
+    assert "Reset on testserver" == message.subject
+    assert message.text.startswith("Django: http://testserver/reset/")
+
+
+def test_mail_admins_and_the_admin_error_handler(django_mail: Any, smtp_sink: SMTPSink) -> None:
+    """mail_admins and AdminEmailHandler (Django's error mails) reach ADMINS from SERVER_EMAIL."""
+    logger = logging.getLogger("tests.django.errors")
+    handler = AdminEmailHandler()
+    logger.addHandler(handler)
+    try:
+        mail_admins("Disk full", "at 99%")
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logger.exception("Internal Server Error: /boom")
+    finally:
+        logger.removeHandler(handler)
+    arrived = sorted(smtp_sink.wait_for(2), key=lambda message: message.subject)
+
+    assert ["[Django] Disk full", "[Django] ERROR: Internal Server Error: /boom"] == [
+        message.subject for message in arrived
+    ]
+    assert {("ops@app.example",)} == {message.envelope_to for message in arrived}
+    assert {"errors@app.example"} == {message.envelope_from for message in arrived}
+    assert "RuntimeError\nboom" in arrived[1].text
+
+
+def test_what_was_accepted_is_delivered_before_a_normal_exit(
+    smtp_sink: SMTPSink, tmp_path: Path
+) -> None:
+    """A process that queues 30 mails and exits at once has delivered all 30 when it is gone."""
+    script = textwrap.dedent(
+        f"""
+        from examples.django_app.settings import configure
+        configure(EMAIL_HOST={smtp_sink.host!r}, EMAIL_PORT={smtp_sink.port})
+        from django.core.mail import send_mail
+        sent = sum(
+            send_mail(f"Exit {{n}}", "x", None, [f"user{{n}}@example.org"]) for n in range(30)
+        )
+        print(sent)
+        """
+    )
+    with smtp_sink.faulty(delay=0.05):  # slow replies: most are still queued at exit
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert (0, "30") == (done.returncode, done.stdout.strip()), done.stderr
+    assert 30 == len(smtp_sink.messages)  # no waiting: delivered before the process ended
+
+
+@pytest.mark.redis
+def test_rq_when_configured(
+    django_mail: Any, smtp_sink: SMTPSink, redis_server: Any, tmp_path: Path
+) -> None:
+    """With MAILRESET_RQ_URL, send_mail enqueues; an RQ worker with its own MAIL_* delivers."""
+    pytest.importorskip("rq")
+    django_mail.MAILRESET_RQ_URL = redis_server.url
+    django_mail.EMAIL_HOST_PASSWORD = "never-in-redis"
+
+    sent = send_mail("Via RQ", "x", None, ["rq@example.org"])
+    log = tmp_path / "worker.log"
+    finish([start_worker(redis_server.url, smtp_sink.host, smtp_sink.port, log)], 60, log)
+    [message] = smtp_sink.wait_for(1)
+
+    assert 1 == sent
+    assert ("Via RQ", ("rq@example.org",)) == (message.subject, message.envelope_to)
+    assert mail_backend.mailer().flush(10) is None  # type: ignore[attr-defined]
+    del django_mail.MAILRESET_RQ_URL
