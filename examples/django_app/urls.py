@@ -12,5 +12,6 @@ urlpatterns = [
     path("login", views.log_in, name="login"),
     path("logout", views.log_out, name="logout"),
     path("forgot", views.forgot, name="forgot"),
+    path("reset/form", views.reset_form, name="reset_form"),  # before the token's pattern
     path("reset/<str:token>", views.reset, name="reset"),
 ]

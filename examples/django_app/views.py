@@ -14,10 +14,12 @@ from django.core.mail import send_mail
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from examples.django_app.adapter import reset_flow
 from mailreset import ExpiredToken, InvalidToken, StaleToken, WeakPassword, normalize_email
+
+RESET_TOKEN = "mailreset.token"  # the session key of the token between the link and the form
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -98,37 +100,62 @@ def forgot(request: HttpRequest) -> HttpResponse:
     return redirect("login")
 
 
-@require_http_methods(["GET", "POST"])
+@require_GET
 def reset(request: HttpRequest, token: str) -> HttpResponse:
-    """The reset link: a GET only checks the token; a POST sets the new password."""
+    """The link in the mail: check the token, keep it in the session, go to the form.
+
+    As Django's own ``PasswordResetConfirmView`` does, the form's page has no token in its URL,
+    so that the page can send a Referer to its own site: Django's CSRF check needs the
+    ``Origin`` header that browsers send as ``null`` under ``Referrer-Policy: no-referrer``.
+    A GET consumes nothing: mail scanners that open the link cannot burn it.
+    """
+    try:
+        reset_flow().check(token)
+    except InvalidToken as error:
+        return _no_referrer(_dead_link(request, error))
+    request.session[RESET_TOKEN] = token
+    return _no_referrer(redirect("reset_form"))
+
+
+@require_http_methods(["GET", "POST"])
+def reset_form(request: HttpRequest) -> HttpResponse:
+    """The new password, twice; sets it with the token kept in the session."""
+    token = request.session.get(RESET_TOKEN, "")
     flow = reset_flow()
     try:
-        flow.check(token)  # a GET consumes nothing: mail scanners cannot burn the link
+        flow.check(token)
         if request.method == "POST":
             password = request.POST.get("password", "")
             if password != request.POST.get("confirm", ""):
                 messages.error(request, "The two passwords differ.")
             else:
                 flow.complete(token, password)
-                logout(request)
+                logout(request)  # also forgets the token
                 messages.success(request, "Your password was changed. Log in with the new one.")
-                return _no_referrer(redirect("login"))
+                return redirect("login")
     except WeakPassword as error:
         messages.error(request, f"Choose another password: {error}")
-    except ExpiredToken:
+    except InvalidToken as error:
+        return _dead_link(request, error)
+    response = render(request, "reset.html")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _dead_link(request: HttpRequest, error: InvalidToken) -> HttpResponse:
+    """Say why the link is dead (ExpiredToken, StaleToken or else) and offer a new one."""
+    if isinstance(error, ExpiredToken):
         messages.error(request, "This reset link has expired. Ask for a new one.")
-        return _no_referrer(redirect("forgot"))
-    except StaleToken:
+    elif isinstance(error, StaleToken):
         messages.error(request, "This reset link was already used. Ask for a new one.")
-        return _no_referrer(redirect("forgot"))
-    except InvalidToken:
+    else:
         messages.error(request, "This reset link is not valid. Ask for a new one.")
-        return _no_referrer(redirect("forgot"))
-    return _no_referrer(render(request, "reset.html", {"token": token}))
+    request.session.pop(RESET_TOKEN, None)
+    return redirect("forgot")
 
 
 def _no_referrer(response: HttpResponse) -> HttpResponse:
-    """The reset page must not leak its URL (and token) to other sites or caches."""
+    """A response to the token's URL must not leak it to other sites or caches."""
     response["Referrer-Policy"] = "no-referrer"
     response["Cache-Control"] = "no-store"
     return response

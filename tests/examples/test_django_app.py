@@ -90,6 +90,12 @@ def _reset_link(client: Client, smtp_sink: SMTPSink) -> str:
     return "/reset/" + extract_token(message, RESET_PREFIX)
 
 
+def _set_password(client: Client, link: str, password: str, confirm: str) -> Any:
+    """Open the mailed link (its token goes into the session), then fill the form."""
+    client.get(link)
+    return _submit(client, "/reset/form", password=password, confirm=confirm)
+
+
 def test_sign_up_mails_a_welcome_and_logs_in_and_out(browser: Client, smtp_sink: SMTPSink) -> None:
     """A new account gets a welcome through Django's send_mail, logs in, and logs out."""
     created = _submit(browser, "/signup", email="New@example.org", password="a good password")
@@ -134,11 +140,14 @@ def test_forgot_password_answers_the_same_for_unknown_addresses(
 def test_whole_reset_over_http(browser: Client, smtp_sink: SMTPSink) -> None:
     """Link, new password twice, notice mail, new password works, old one and the link do not."""
     link = _reset_link(browser, smtp_sink)
-    page = browser.get(link)
-    done = _submit(browser, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD)
+    opened = browser.get(link)
+    form = browser.get(opened["Location"])
+    done = _set_password(browser, link, NEW_PASSWORD, NEW_PASSWORD)
     [notice] = smtp_sink.wait_for(1)
 
-    assert ("no-referrer", "no-store") == (page["Referrer-Policy"], page["Cache-Control"])
+    assert ("no-referrer", "no-store") == (opened["Referrer-Policy"], opened["Cache-Control"])
+    assert ("/reset/form", "no-store") == (opened["Location"], form["Cache-Control"])
+    assert 'name="confirm"' in _text(form)
     assert "Your password was changed" in _text(done)
     assert (EMAIL,) == notice.envelope_to
     assert "Logged in as" in _log_in(NEW_PASSWORD)
@@ -149,7 +158,7 @@ def test_whole_reset_over_http(browser: Client, smtp_sink: SMTPSink) -> None:
 def test_different_passwords_change_nothing(browser: Client, smtp_sink: SMTPSink) -> None:
     """The two new passwords must match; otherwise the old password stays."""
     link = _reset_link(browser, smtp_sink)
-    reply = _submit(browser, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD + "x")
+    reply = _set_password(browser, link, NEW_PASSWORD, NEW_PASSWORD + "x")
 
     assert "The two passwords differ" in _text(reply)
     assert "Logged in as" in _log_in(PASSWORD)
@@ -160,10 +169,10 @@ def test_weak_new_password_is_refused_with_the_reason(
 ) -> None:
     """The policy's reason shows on the reset page, and the link still works."""
     link = _reset_link(browser, smtp_sink)
-    reply = _submit(browser, link, password="password", confirm="password")
+    reply = _set_password(browser, link, "password", "password")
 
     assert "too common" in _text(reply)
-    assert 200 == browser.get(link).status_code
+    assert 'name="confirm"' in _text(browser.get(link, follow=True))
 
 
 def test_reset_ends_other_sessions(browser: Client, smtp_sink: SMTPSink) -> None:
@@ -172,7 +181,7 @@ def test_reset_ends_other_sessions(browser: Client, smtp_sink: SMTPSink) -> None
     _submit(elsewhere, "/login", email=EMAIL, password=PASSWORD)
     assert 'id="logout"' in _text(elsewhere.get("/"))
     link = _reset_link(browser, smtp_sink)
-    _submit(browser, link, password=NEW_PASSWORD, confirm=NEW_PASSWORD)
+    _set_password(browser, link, NEW_PASSWORD, NEW_PASSWORD)
 
     assert 'id="logout"' not in _text(elsewhere.get("/"))
 
@@ -204,8 +213,9 @@ def test_forms_need_the_csrf_token(browser: Client, smtp_sink: SMTPSink) -> None
 def test_bad_link_sends_back_to_forgot(browser: Client, token: str) -> None:
     """A link with a bad token says so and offers a new one."""
     reply = browser.get(f"/reset/{token}", follow=True)
+    form = browser.get("/reset/form", follow=True)  # no token in the session either
 
-    assert [("/forgot", 302)] == reply.redirect_chain
+    assert [("/forgot", 302)] == reply.redirect_chain == form.redirect_chain
     assert "not valid" in _text(reply)
 
 
