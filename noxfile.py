@@ -83,7 +83,7 @@ def demo(session: nox.Session) -> None:
     --http-port 8026, --app-port (5000 Flask, 8080 Bottle, 8000 FastAPI and Django).
     """
     app = "flask"
-    for option, value in zip(session.posargs, [*session.posargs[1:], ""]):
+    for option, value in zip(session.posargs, [*session.posargs[1:], ""], strict=True):
         if option == "--app":
             app = value
         elif option.startswith("--app="):
