@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import atexit
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.signals import setting_changed
@@ -27,6 +26,9 @@ from django.dispatch import receiver
 
 from examples.django_app import mail_backend
 from mailreset import MessageBuilder, PasswordReset, TokenService, normalize_email
+
+if TYPE_CHECKING:  # a model import needs the app registry: not at import time
+    from django.contrib.auth.base_user import AbstractBaseUser
 
 __all__ = ["DjangoUserStore", "reset_flow"]
 
