@@ -249,7 +249,6 @@ def test_rq_when_configured(
     """With MAILRESET_RQ_URL, send_mail enqueues; an RQ worker with its own MAIL_* delivers."""
     pytest.importorskip("rq")
     django_mail.MAILRESET_RQ_URL = redis_server.url
-    django_mail.EMAIL_HOST_PASSWORD = "never-in-redis"
 
     sent = send_mail("Via RQ", "x", None, ["rq@example.org"])
     log = tmp_path / "worker.log"
