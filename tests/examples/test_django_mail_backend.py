@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 import textwrap
@@ -32,7 +33,7 @@ from django.urls import path  # noqa: E402
 from django.utils.log import AdminEmailHandler  # noqa: E402
 from examples.django_app import mail_backend  # noqa: E402
 
-from mailreset import ConfigurationError, InvalidMessage  # noqa: E402
+from mailreset import ConfigurationError, InvalidMessage, MailerUnavailable  # noqa: E402
 from mailreset.testing import SMTPSink  # noqa: E402
 from tests.rq_support import finish, start_worker  # noqa: E402
 
@@ -212,34 +213,75 @@ def test_mail_admins_and_the_admin_error_handler(django_mail: Any, smtp_sink: SM
     assert "RuntimeError\nboom" in arrived[1].text
 
 
-def test_what_was_accepted_is_delivered_before_a_normal_exit(
+def _run_django(script: str, smtp_sink: SMTPSink, **settings: Any) -> str:
+    """Run ``script`` in a new Python process with the example's settings (plus ``settings``)
+    pointed at ``smtp_sink``; return its stdout, or fail with its stderr."""
+    configure = f"configure(EMAIL_HOST={smtp_sink.host!r}, EMAIL_PORT={smtp_sink.port}"
+    configure += "".join(f", {name}={value!r}" for name, value in settings.items()) + ")"
+    code = "from examples.django_app.settings import configure\n" + configure + "\n" + script
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    return done.stdout
+
+
+SEND_30 = textwrap.dedent(
+    """
+    from django.core.mail import send_mail
+    sent = sum(send_mail(f"Mail {n}", "x", None, [f"user{n}@example.org"]) for n in range(30))
+    print(sent, flush=True)
+    """
+)
+
+
+def test_what_was_accepted_is_delivered_before_a_normal_exit(smtp_sink: SMTPSink) -> None:
+    """A process that queues 30 mails and exits at once has delivered all 30 when it is gone."""
+    with smtp_sink.faulty(delay=0.05):  # slow replies: most are still queued at exit
+        printed = _run_django(SEND_30, smtp_sink)
+
+    assert "30" == printed.strip()
+    assert 30 == len(smtp_sink.messages)  # no waiting: delivered before the process ended
+
+
+def test_with_a_spool_a_restarted_process_sends_what_a_crash_left(
     smtp_sink: SMTPSink, tmp_path: Path
 ) -> None:
-    """A process that queues 30 mails and exits at once has delivered all 30 when it is gone."""
-    script = textwrap.dedent(
-        f"""
-        from examples.django_app.settings import configure
-        configure(EMAIL_HOST={smtp_sink.host!r}, EMAIL_PORT={smtp_sink.port})
-        from django.core.mail import send_mail
-        sent = sum(
-            send_mail(f"Exit {{n}}", "x", None, [f"user{{n}}@example.org"]) for n in range(30)
+    """MAILRESET_SPOOL: mails accepted by a process that then dies (os._exit, no atexit) while
+    the server fails every try are sent by the next process that uses the backend."""
+    spool = str(tmp_path / "spool")
+    with smtp_sink.faulty(drop_after_data=True):  # nothing stored, every try fails
+        printed = _run_django(
+            SEND_30 + "import os; os._exit(0)\n", smtp_sink, MAILRESET_SPOOL=spool
         )
-        print(sent)
-        """
+        stored_before = len(smtp_sink.messages)
+    _run_django(
+        "from examples.django_app import mail_backend\nmail_backend.mailer().flush(60)\n",
+        smtp_sink,
+        MAILRESET_SPOOL=spool,
     )
-    with smtp_sink.faulty(delay=0.05):  # slow replies: most are still queued at exit
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=ROOT,
-            env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
 
-    assert (0, "30") == (done.returncode, done.stdout.strip()), done.stderr
-    assert 30 == len(smtp_sink.messages)  # no waiting: delivered before the process ended
+    assert ("30", 0) == (printed.strip(), stored_before)
+    assert {f"Mail {n}" for n in range(30)} == {message.subject for message in smtp_sink.messages}
+
+
+def test_redis_away_raises_or_with_fail_silently_counts_nothing(django_mail: Any) -> None:
+    """With MAILRESET_RQ_URL and no Redis listening, send_mail raises MailerUnavailable at
+    once; with fail_silently it returns 0 (logged) instead."""
+    pytest.importorskip("rq")
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        django_mail.MAILRESET_RQ_URL = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+        with pytest.raises(MailerUnavailable):
+            send_mail("Lost?", "x", None, ["a@example.org"])
+        assert 0 == send_mail("Lost?", "x", None, ["a@example.org"], fail_silently=True)
+    del django_mail.MAILRESET_RQ_URL
 
 
 @pytest.mark.redis
