@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import atexit
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -22,6 +24,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.signals import setting_changed
+from django.db import close_old_connections, transaction
 from django.dispatch import receiver
 
 from examples.django_app import mail_backend
@@ -31,6 +34,20 @@ if TYPE_CHECKING:  # a model import needs the app registry: not at import time
     from django.contrib.auth.base_user import AbstractBaseUser
 
 __all__ = ["DjangoUserStore", "reset_flow"]
+
+
+@contextmanager
+def _query() -> Iterator[None]:
+    """Run queries, then let go of this thread's connection unless a transaction holds it.
+
+    The flow calls the store from its own worker threads, where no request cycle ever closes
+    Django's per-thread connection; left open, it would live as long as the worker.
+    """
+    try:
+        yield
+    finally:
+        if transaction.get_autocommit():
+            close_old_connections()
 
 
 class DjangoUserStore:
@@ -49,9 +66,11 @@ class DjangoUserStore:
         model = get_user_model()
         field = model.get_email_field_name()
         wanted = normalize_email(email)
+        with _query():
+            candidates = list(model.objects.filter(**{f"{field}__iexact": email}))
         found = [
             user
-            for user in model.objects.filter(**{f"{field}__iexact": email})
+            for user in candidates
             if user.is_active and normalize_email(getattr(user, field) or "") == wanted
         ]
         return found[0] if len(found) == 1 else None
@@ -60,7 +79,8 @@ class DjangoUserStore:
         """The active user with this primary key."""
         model = get_user_model()
         try:
-            user = model.objects.get(pk=subject)  # a subject that is no key: ValueError
+            with _query():
+                user = model.objects.get(pk=subject)  # a subject that is no key: ValueError
         except (ValidationError, ValueError, model.DoesNotExist):
             return None
         return user if user.is_active else None
@@ -86,9 +106,10 @@ class DjangoUserStore:
         """
         model = type(user)
         new_hash = make_password(new_password)
-        changed = model.objects.filter(pk=user.pk, password=expected_state).update(
-            password=new_hash
-        )
+        with _query():
+            changed = model.objects.filter(pk=user.pk, password=expected_state).update(
+                password=new_hash
+            )
         if changed == 1:
             user.password = new_hash
         return changed == 1

@@ -13,6 +13,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import django
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -77,7 +79,8 @@ EMAIL_HOST_PASSWORD = _env("EMAIL_HOST_PASSWORD", "")
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = "Example app <noreply@app.example>"
 SERVER_EMAIL = "Example app errors <errors@app.example>"
-ADMINS = [("Ops", "ops@app.example")]
+# Django 6.0 takes plain addresses and deprecates the (name, address) pairs before it.
+ADMINS = ["ops@app.example"] if django.VERSION >= (6, 0) else [("Ops", "ops@app.example")]
 
 # The reset flow (examples/django_app/adapter.py).
 MAILRESET_SECRET_KEY = _env("MAILRESET_SECRET_KEY", "") or secrets.token_hex(32)
@@ -91,7 +94,6 @@ def configure(**overrides: Any) -> None:
 
     Does nothing when Django is already configured: settings are per process in Django.
     """
-    import django
     from django.conf import settings
 
     if not settings.configured:

@@ -43,7 +43,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     try:
         if "@" not in email or len(key) > 150:
             raise IntegrityError
-        get_user_model().objects.create_user(username=key, email=email, password=password)
+        get_user_model().objects.create_user(  # type: ignore[attr-defined]
+            username=key, email=email, password=password
+        )
     except IntegrityError:
         messages.error(request, "That address cannot be used. Log in or reset your password.")
         return render(request, "signup.html", {"email": email})

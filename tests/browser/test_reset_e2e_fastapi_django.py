@@ -22,11 +22,11 @@ from tests.examples.support import NEW_PASSWORD, PASSWORD, example_config
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-if importlib.util.find_spec("django") is not None:
-    from examples.django_app.settings import configure
+if all(importlib.util.find_spec(name) for name in ("django", "pytest_django")):
+    from tests.examples.test_django_app import configure_for_tests
 
     # At collection, not in a fixture: pytest-django's session fixtures look once, early.
-    configure()
+    configure_for_tests()
     # Playwright's sync API keeps an event loop set in the main thread for the whole session,
     # which Django takes for an async context; the database calls of the test database's setup
     # and flush there are plain synchronous ones (what Playwright's docs advise for Django).

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +16,18 @@ pytest.importorskip("pytest_django")
 
 from examples.django_app.settings import configure
 
-configure()  # Django's settings are per process: the first configuration holds for the run
+
+def configure_for_tests() -> None:
+    """The example's settings for this run (Django's settings are per process: the first
+    configuration holds). The test database is a file, not SQLite's memory: Django never
+    closes a connection to an in-memory database, and the flow's threads open their own."""
+    folder = tempfile.mkdtemp(prefix="mailreset-django-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    database = {"ENGINE": "django.db.backends.sqlite3", "NAME": f"{folder}/app.sqlite3"}
+    configure(DATABASES={"default": {**database, "TEST": {"NAME": f"{folder}/test.sqlite3"}}})
+
+
+configure_for_tests()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.test import Client  # noqa: E402
