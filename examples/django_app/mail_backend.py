@@ -40,6 +40,8 @@ What changes against Django's SMTP backend:
   it, for code that wants a delivery's Future (``mailer().send(message)``) or to ``flush()``.
 - Bcc reaches the envelope only, as with Django's backend; attachments, alternatives and
   headers are Django's own ``EmailMessage.message()``, byte for byte.
+- TLS client certificates (``EMAIL_SSL_CERTFILE``, ``EMAIL_SSL_KEYFILE``) are not supported:
+  a ``ConfigurationError`` says so rather than connecting without them.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ def _smtp_settings(options: Mapping[str, Any]) -> SMTPSettings:
         for field, name in _SETTING_NAMES.items():
             text = text.replace(field, name)
         raise ConfigurationError(f"Django's mail settings: {text}") from None
+
+
+def _setting(*names: str) -> bool:
+    """Whether any of the settings ``names`` is set to something."""
+    return any(getattr(settings, name, None) for name in names)
 
 
 def mailer(**overrides: Any) -> Mailer:
@@ -198,12 +205,15 @@ class EmailBackend(BaseEmailBackend):
         username: str | None = None,
         password: str | None = None,
         use_tls: bool | None = None,
+        fail_silently: bool = False,
         use_ssl: bool | None = None,
         timeout: float | None = None,
-        fail_silently: bool = False,
+        ssl_keyfile: str | None = None,
+        ssl_certfile: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(fail_silently=fail_silently, **kwargs)
+        self.client_certificate = ssl_keyfile or ssl_certfile
         self.overrides = {
             "host": host,
             "port": port,
@@ -222,6 +232,11 @@ class EmailBackend(BaseEmailBackend):
         """
         if self.mailer is not None:
             return False
+        if self.client_certificate or _setting("EMAIL_SSL_CERTFILE", "EMAIL_SSL_KEYFILE"):
+            raise ConfigurationError(
+                "EMAIL_SSL_CERTFILE and EMAIL_SSL_KEYFILE (TLS client certificates) are not "
+                "supported by this backend; unset them (or use Django's SMTP backend)"
+            )
         self.mailer = mailer(**self.overrides)
         return True
 

@@ -169,6 +169,14 @@ def test_a_misconfiguration_is_never_silent(django_mail: Any) -> None:
         send_mail("Hi", "x", None, ["a@example.org"], fail_silently=True)
 
 
+def test_client_certificates_are_refused_not_ignored(django_mail: Any) -> None:
+    """EMAIL_SSL_CERTFILE is not supported: a clear error rather than a silent downgrade."""
+    django_mail.EMAIL_SSL_CERTFILE = "/etc/ssl/client.pem"
+
+    with pytest.raises(ConfigurationError, match="EMAIL_SSL_CERTFILE"):
+        send_mail("Hi", "x", None, ["a@example.org"])
+
+
 @pytest.mark.django_db
 @pytest.mark.urls(__name__)
 def test_password_reset_view_mails_through_the_backend(
