@@ -71,7 +71,7 @@ DEMO_NEEDS = {
     "flask": ["flask>=3.0"],
     "bottle": ["flask>=3.0", "bottle>=0.13"],
     "fastapi": ["fastapi>=0.110", "uvicorn>=0.29"],
-    "django": ["flask>=3.0", "django>=4.2,<6.1"],  # 6.1: EMAIL_* deprecated for MAILERS
+    "django": ["flask>=3.0", "django>=4.2"],
 }
 
 

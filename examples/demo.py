@@ -194,7 +194,7 @@ def _fastapi(host: str, port: int, config: dict[str, Any]) -> Iterator[None]:
 
 @contextmanager
 def _django(host: str, port: int, config: dict[str, Any]) -> Iterator[None]:
-    from examples.django_app.settings import configure, create_tables
+    from examples.django_app.settings import configure, create_tables, mail_settings
 
     configure(
         DATABASES={
@@ -202,8 +202,7 @@ def _django(host: str, port: int, config: dict[str, Any]) -> Iterator[None]:
         },
         SECRET_KEY=config["SECRET_KEY"],
         MAILRESET_SECRET_KEY=config["MAILRESET_SECRET_KEY"],
-        EMAIL_HOST=config["MAIL_SERVER"],
-        EMAIL_PORT=config["MAIL_PORT"],
+        **mail_settings(host=config["MAIL_SERVER"], port=config["MAIL_PORT"]),
         MAILRESET_URL=config["MAILRESET_URL"],
         MAILRESET_APP_NAME=config["MAILRESET_APP_NAME"],
     )

@@ -144,7 +144,10 @@ def reset_flow() -> PasswordReset[Any]:
 @receiver(setting_changed)
 def _settings_changed(*, setting: str, **kwargs: Any) -> None:
     """Tests change settings (override_settings): the next reset_flow() reads them anew."""
-    if setting.startswith(("MAILRESET_", "EMAIL_")) or setting == "DEFAULT_FROM_EMAIL":
+    if setting.startswith(("MAILRESET_", "EMAIL_")) or setting in {
+        "MAILERS",
+        "DEFAULT_FROM_EMAIL",
+    }:
         with _lock:
             old = _made.pop("flow", None)
         if old is not None:

@@ -1,7 +1,10 @@
-"""A Django ``EMAIL_BACKEND`` over mailreset's mailers: copy this file into your project.
+"""A Django email backend over mailreset's mailers: copy this file into your project.
 
 ::
 
+    # Django 6.1 and later
+    MAILERS = {"default": {"BACKEND": "yourproject.mail_backend.EmailBackend", "OPTIONS": {...}}}
+    # Django 4.2 to 6.0
     EMAIL_BACKEND = "yourproject.mail_backend.EmailBackend"
 
 Django's ``send_mail``, ``send_mass_mail``, ``mail_admins`` (and so the error mails of
@@ -11,16 +14,18 @@ retries with backoff for temporary failures, an optional spool on disk, and noth
 for the SMTP server in the request. With ``MAILRESET_RQ_URL`` set they go to RQ workers
 instead (:class:`~mailreset.rq.RQMailer`).
 
-Settings (Django's own names): ``EMAIL_HOST``, ``EMAIL_PORT``, ``EMAIL_USE_TLS`` (STARTTLS,
-usually 587), ``EMAIL_USE_SSL`` (implicit TLS, usually 465), ``EMAIL_HOST_USER``,
-``EMAIL_HOST_PASSWORD``, ``EMAIL_TIMEOUT``; and mailreset's: ``MAILRESET_SPOOL`` (a folder:
-each message is on disk before ``send_messages`` returns, and a restarted process sends what a
-crash left), ``MAILRESET_EXIT_TIMEOUT`` (seconds the process waits at exit to deliver what is
-queued; 30), ``MAILRESET_RQ_URL`` (``redis://...``: enqueue to RQ; the workers then read their
-own ``MAIL_*`` environment, and no SMTP setting or password goes into Redis) and
-``MAILRESET_RQ_QUEUE`` (``"mail"``), ``MAILRESET_ALLOW_PLAINTEXT_AUTH`` (AUTH without TLS
-to a host that is not loopback: refused unless True). ``get_connection(host=..., port=...,
-...)`` overrides the ``EMAIL_*`` ones, as with Django's SMTP backend.
+Django's own settings: the default mailer's ``OPTIONS`` (``host``, ``port``, ``use_tls``
+(STARTTLS, usually 587), ``use_ssl`` (implicit TLS, usually 465), ``username``, ``password``,
+``timeout``; Django 6.1), or before 6.1 ``EMAIL_HOST``, ``EMAIL_PORT``, ``EMAIL_USE_TLS``,
+``EMAIL_USE_SSL``, ``EMAIL_HOST_USER``, ``EMAIL_HOST_PASSWORD``, ``EMAIL_TIMEOUT``; options
+given to the backend itself (a MAILERS alias's OPTIONS, ``get_connection(host=..., ...)``)
+override them, as with Django's SMTP backend. And mailreset's settings: ``MAILRESET_SPOOL`` (a
+folder: each message is on disk before ``send_messages`` returns, and a restarted process
+sends what a crash left), ``MAILRESET_EXIT_TIMEOUT`` (seconds the process waits at exit to
+deliver what is queued; 30), ``MAILRESET_RQ_URL`` (``redis://...``: enqueue to RQ; the workers
+then read their own ``MAIL_*`` environment, and no SMTP setting or password goes into Redis),
+``MAILRESET_RQ_QUEUE`` (``"mail"``), ``MAILRESET_ALLOW_PLAINTEXT_AUTH`` (AUTH without TLS to a
+host that is not loopback: refused unless True).
 
 What changes against Django's SMTP backend:
 
@@ -28,20 +33,22 @@ What changes against Django's SMTP backend:
   not delivered: delivery happens after it returns. A message that finally fails is logged on
   the ``mailreset`` logger (it never carries the message's links); with a spool it stays on
   disk.
-- ``fail_silently`` covers only what happens in ``send_messages``: a message that cannot be
+- ``fail_silently`` (an option of this backend; Django 6.1 deprecates the argument of
+  ``send_mail``) covers only what happens in ``send_messages``: a message that cannot be
   queued (Django raising on it, an invalid address, a full queue, Redis away:
   ``MailerUnavailable``) is skipped, logged and not counted instead of raising. It cannot
   cover delivery, which has not happened yet; and it never hides a misconfiguration
-  (``ConfigurationError``, naming the ``EMAIL_*`` setting), which would lose every message.
+  (``ConfigurationError``, naming the setting or option), which would lose every message.
 - Connections belong to the process, not to the backend instance: ``open()`` and ``close()``
-  (and ``with get_connection() as connection:``) do not connect or disconnect, and ``close()``
+  (and ``with connection:``) do not connect or disconnect, and ``close()``
   never waits for SMTP. The process's mailer is closed at exit, and a normal exit first
   delivers what was accepted (up to ``MAILRESET_EXIT_TIMEOUT`` seconds). ``mailer()`` returns
   it, for code that wants a delivery's Future (``mailer().send(message)``) or to ``flush()``.
 - Bcc reaches the envelope only, as with Django's backend; attachments, alternatives and
   headers are Django's own ``EmailMessage.message()``, byte for byte.
-- TLS client certificates (``EMAIL_SSL_CERTFILE``, ``EMAIL_SSL_KEYFILE``) are not supported:
-  a ``ConfigurationError`` says so rather than connecting without them.
+- TLS client certificates (``ssl_certfile``/``ssl_keyfile``, ``EMAIL_SSL_CERTFILE``/
+  ``EMAIL_SSL_KEYFILE``) are not supported: a ``ConfigurationError`` says so rather than
+  connecting without them.
 """
 
 from __future__ import annotations
@@ -71,16 +78,16 @@ __all__ = ["EmailBackend", "mailer"]
 
 logger = logging.getLogger("mailreset")
 
-# Django's names for the SMTPSettings fields, so that an error names what to change.
-_SETTING_NAMES = {
-    "SMTPSettings.starttls": "EMAIL_USE_TLS",
-    "SMTPSettings.ssl": "EMAIL_USE_SSL",
-    "SMTPSettings.username": "EMAIL_HOST_USER",
-    "SMTPSettings.password": "EMAIL_HOST_PASSWORD",
-    "SMTPSettings.timeout": "EMAIL_TIMEOUT",
-    "SMTPSettings.host": "EMAIL_HOST",
-    "SMTPSettings.port": "EMAIL_PORT",
-    "SMTPSettings.allow_plaintext_auth": "MAILRESET_ALLOW_PLAINTEXT_AUTH",
+# The backend's options (Django 6.1's MAILERS OPTIONS names), their SMTPSettings fields and
+# the EMAIL_* settings that held them before 6.1, so that an error names what to change.
+_OPTIONS = {
+    "host": ("SMTPSettings.host", "EMAIL_HOST", "localhost"),
+    "port": ("SMTPSettings.port", "EMAIL_PORT", 25),
+    "username": ("SMTPSettings.username", "EMAIL_HOST_USER", ""),
+    "password": ("SMTPSettings.password", "EMAIL_HOST_PASSWORD", ""),
+    "use_tls": ("SMTPSettings.starttls", "EMAIL_USE_TLS", False),
+    "use_ssl": ("SMTPSettings.ssl", "EMAIL_USE_SSL", False),
+    "timeout": ("SMTPSettings.timeout", "EMAIL_TIMEOUT", None),
 }
 
 _lock = threading.Lock()
@@ -101,10 +108,25 @@ def _smtp_settings(options: Mapping[str, Any]) -> SMTPSettings:
             allow_plaintext_auth=bool(options["allow_plaintext_auth"]),
         )
     except (ConfigurationError, TypeError, ValueError) as error:
-        text = str(error)
-        for field, name in _SETTING_NAMES.items():
-            text = text.replace(field, name)
+        text = str(error).replace(
+            "SMTPSettings.allow_plaintext_auth", "MAILRESET_ALLOW_PLAINTEXT_AUTH"
+        )
+        for option, (field, setting, _) in _OPTIONS.items():
+            text = text.replace(field, f"the {option} option" if _uses_mailers() else setting)
         raise ConfigurationError(f"Django's mail settings: {text}") from None
+
+
+def _uses_mailers() -> bool:
+    """Django 6.1+ configured with MAILERS (then the EMAIL_* settings are gone)."""
+    return hasattr(settings, "MAILERS")
+
+
+def _configured() -> dict[str, Any]:
+    """The options of Django's default mailer: its MAILERS OPTIONS, or the EMAIL_* settings."""
+    if _uses_mailers():
+        given = settings.MAILERS.get("default", {}).get("OPTIONS", {})
+        return {option: given.get(option, default) for option, (*_, default) in _OPTIONS.items()}
+    return {option: getattr(settings, name) for option, (_, name, _) in _OPTIONS.items()}
 
 
 def _setting(*names: str) -> bool:
@@ -116,19 +138,12 @@ def mailer(**overrides: Any) -> Mailer:
     """The process's mailer for the current settings (made on first use, closed at exit).
 
     ``overrides`` replace ``host``, ``port``, ``username``, ``password``, ``use_tls``,
-    ``use_ssl`` and ``timeout`` of the ``EMAIL_*`` settings. One mailer exists per distinct
+    ``use_ssl`` and ``timeout`` of the default mailer's options (``MAILERS["default"]``'s
+    OPTIONS on Django 6.1+, else the ``EMAIL_*`` settings). One mailer exists per distinct
     configuration (normally exactly one); tests that change the settings get a new one.
     """
-    options = {
-        "host": settings.EMAIL_HOST,
-        "port": settings.EMAIL_PORT,
-        "username": settings.EMAIL_HOST_USER,
-        "password": settings.EMAIL_HOST_PASSWORD,
-        "use_tls": settings.EMAIL_USE_TLS,
-        "use_ssl": settings.EMAIL_USE_SSL,
-        "timeout": settings.EMAIL_TIMEOUT,
-        "allow_plaintext_auth": getattr(settings, "MAILRESET_ALLOW_PLAINTEXT_AUTH", False),
-    }
+    options = _configured()
+    options["allow_plaintext_auth"] = getattr(settings, "MAILRESET_ALLOW_PLAINTEXT_AUTH", False)
     options.update({key: value for key, value in overrides.items() if value is not None})
     rq_url = getattr(settings, "MAILRESET_RQ_URL", None)
     spool = getattr(settings, "MAILRESET_SPOOL", None)
@@ -212,7 +227,10 @@ class EmailBackend(BaseEmailBackend):
         ssl_certfile: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(fail_silently=fail_silently, **kwargs)
+        # Django 6.1 passes the mailer's alias (MAILERS) in kwargs and deprecates
+        # fail_silently in BaseEmailBackend: it is this backend's own option here.
+        super().__init__(**kwargs)
+        self.fail_silently = fail_silently
         self.client_certificate = ssl_keyfile or ssl_certfile
         self.overrides = {
             "host": host,
@@ -232,7 +250,9 @@ class EmailBackend(BaseEmailBackend):
         """
         if self.mailer is not None:
             return False
-        if self.client_certificate or _setting("EMAIL_SSL_CERTFILE", "EMAIL_SSL_KEYFILE"):
+        if self.client_certificate or (
+            not _uses_mailers() and _setting("EMAIL_SSL_CERTFILE", "EMAIL_SSL_KEYFILE")
+        ):
             raise ConfigurationError(
                 "EMAIL_SSL_CERTFILE and EMAIL_SSL_KEYFILE (TLS client certificates) are not "
                 "supported by this backend; unset them (or use Django's SMTP backend)"

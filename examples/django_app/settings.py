@@ -69,14 +69,40 @@ AUTH_PASSWORD_VALIDATORS: list[dict[str, Any]] = []  # mailreset's NIST policy c
 LOGGING_CONFIG = None  # keep the process's logging as it is (pytest's, uvicorn's, ...)
 
 # Mail: every Django mail (send_mail, mail_admins, PasswordResetView) through mailreset.
-EMAIL_BACKEND = "examples.django_app.mail_backend.EmailBackend"
-EMAIL_HOST = _env("EMAIL_HOST", "127.0.0.1")
-EMAIL_PORT = int(_env("EMAIL_PORT", "8025"))  # the debug sink; 587 + EMAIL_USE_TLS for real
-EMAIL_USE_TLS = _env("EMAIL_USE_TLS", "") == "1"
-EMAIL_USE_SSL = _env("EMAIL_USE_SSL", "") == "1"
-EMAIL_HOST_USER = _env("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = _env("EMAIL_HOST_PASSWORD", "")
-EMAIL_TIMEOUT = 10
+# Options as Django 6.1's MAILERS names them; before 6.1 they become the EMAIL_* settings.
+mail_options: dict[str, Any] = {
+    "host": _env("EMAIL_HOST", "127.0.0.1"),
+    "port": int(_env("EMAIL_PORT", "8025")),  # the debug sink; 587 + use_tls for a real one
+    "use_tls": _env("EMAIL_USE_TLS", "") == "1",
+    "use_ssl": _env("EMAIL_USE_SSL", "") == "1",
+    "username": _env("EMAIL_HOST_USER", ""),
+    "password": _env("EMAIL_HOST_PASSWORD", ""),
+    "timeout": 10,
+}
+email_names = {  # Django's settings before MAILERS (6.1) for each option
+    "host": "EMAIL_HOST",
+    "port": "EMAIL_PORT",
+    "use_tls": "EMAIL_USE_TLS",
+    "use_ssl": "EMAIL_USE_SSL",
+    "username": "EMAIL_HOST_USER",
+    "password": "EMAIL_HOST_PASSWORD",
+    "timeout": "EMAIL_TIMEOUT",
+    "ssl_certfile": "EMAIL_SSL_CERTFILE",
+    "ssl_keyfile": "EMAIL_SSL_KEYFILE",
+}
+
+
+def mail_settings(**options: Any) -> dict[str, Any]:
+    """The settings that send Django's mail through mailreset with ``options`` (over
+    ``mail_options``): ``MAILERS`` on Django 6.1 and later, ``EMAIL_*`` before."""
+    backend = "examples.django_app.mail_backend.EmailBackend"
+    merged = {**mail_options, **options}
+    if django.VERSION >= (6, 1):
+        return {"MAILERS": {"default": {"BACKEND": backend, "OPTIONS": merged}}}
+    return {"EMAIL_BACKEND": backend, **{email_names[name]: merged[name] for name in merged}}
+
+
+globals().update(mail_settings())
 DEFAULT_FROM_EMAIL = "Example app <noreply@app.example>"
 SERVER_EMAIL = "Example app errors <errors@app.example>"
 # Django 6.0 takes plain addresses and deprecates the (name, address) pairs before it.

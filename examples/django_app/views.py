@@ -7,6 +7,8 @@ session carries a hash of the password hash).
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, get_user_model, login, logout
@@ -17,8 +19,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from examples.django_app.adapter import reset_flow
-from mailreset import ExpiredToken, InvalidToken, StaleToken, WeakPassword, normalize_email
+from mailreset import (
+    ExpiredToken,
+    InvalidToken,
+    MailresetError,
+    StaleToken,
+    WeakPassword,
+    normalize_email,
+)
 
+logger = logging.getLogger(__name__)
 RESET_TOKEN = "mailreset.token"  # the session key of the token between the link and the form
 
 
@@ -49,14 +59,17 @@ def signup(request: HttpRequest) -> HttpResponse:
     except IntegrityError:
         messages.error(request, "That address cannot be used. Log in or reset your password.")
         return render(request, "signup.html", {"email": email})
-    # Django's own send_mail, through EMAIL_BACKEND = mailreset's pool: queued, not waited on.
-    send_mail(
-        f"Welcome to {settings.MAILRESET_APP_NAME}",
-        "Your account is ready. If you did not sign up, ignore this mail.\n",
-        None,
-        [email],
-        fail_silently=True,
-    )
+    # Django's own send_mail, through the mailreset backend: queued, not waited on. A mail that
+    # cannot be queued must not undo the account (what fail_silently did before Django 6.1).
+    try:
+        send_mail(
+            f"Welcome to {settings.MAILRESET_APP_NAME}",
+            "Your account is ready. If you did not sign up, ignore this mail.\n",
+            None,
+            [email],
+        )
+    except (MailresetError, ValueError):
+        logger.exception("welcome mail not queued")
     messages.success(request, "Account created. Log in.")
     return redirect("login")
 

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("django")
 pytest.importorskip("pytest_django")
 
-from examples.django_app.settings import configure
+from examples.django_app.settings import configure, mail_settings
 
 
 def configure_for_tests() -> None:
@@ -42,12 +42,17 @@ RESET_PREFIX = "https://app.example/reset/"
 EMAIL = "Ann.Example@example.org"
 
 
+def set_mail(settings: Any, **options: Any) -> None:
+    """Point Django's mail at the mailreset backend with ``options`` (host, port, ...):
+    MAILERS on Django 6.1+, EMAIL_* before (pytest-django's test environment swapped either
+    for Django's locmem backend)."""
+    for name, value in mail_settings(**options).items():
+        setattr(settings, name, value)
+
+
 def use_example_settings(settings: Any, smtp_sink: SMTPSink, reset_url: str) -> None:
-    """The example's mail settings against ``smtp_sink`` (pytest-django's test environment
-    swaps EMAIL_BACKEND for its locmem one), and cheap password hashes."""
-    settings.EMAIL_BACKEND = "examples.django_app.mail_backend.EmailBackend"
-    settings.EMAIL_HOST = smtp_sink.host
-    settings.EMAIL_PORT = smtp_sink.port
+    """The example's mail settings against ``smtp_sink``, and cheap password hashes."""
+    set_mail(settings, host=smtp_sink.host, port=smtp_sink.port)
     settings.MAILRESET_SECRET_KEY = "test-token-key-" + "1" * 32
     settings.MAILRESET_URL = reset_url
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

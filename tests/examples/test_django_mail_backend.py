@@ -15,16 +15,16 @@ import pytest
 pytest.importorskip("django")
 pytest.importorskip("pytest_django")
 
-from tests.examples.test_django_app import configure_for_tests
+from tests.examples.test_django_app import configure_for_tests, set_mail
 
 configure_for_tests()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.views import PasswordResetView  # noqa: E402
+from django.core import mail  # noqa: E402
 from django.core.mail import (  # noqa: E402
     EmailMessage,
     EmailMultiAlternatives,
-    get_connection,
     mail_admins,
     send_mail,
 )
@@ -32,13 +32,13 @@ from django.test import Client  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.utils.log import AdminEmailHandler  # noqa: E402
 from examples.django_app import mail_backend  # noqa: E402
+from examples.django_app.mail_backend import EmailBackend  # noqa: E402
 
 from mailreset import ConfigurationError, InvalidMessage, MailerUnavailable  # noqa: E402
 from mailreset.testing import SMTPSink  # noqa: E402
 from tests.rq_support import finish, start_worker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKEND = "examples.django_app.mail_backend.EmailBackend"
 ATTACHMENT = bytes(range(256)) * 40  # binary, base64 on the wire
 
 # PasswordResetView with its templates in memory: the example itself uses mailreset's flow.
@@ -60,9 +60,7 @@ RESET_TEMPLATES = {
 @pytest.fixture
 def django_mail(settings: Any, smtp_sink: SMTPSink) -> Any:
     """Django's mail settings pointed at smtp_sink through the mailreset backend."""
-    settings.EMAIL_BACKEND = BACKEND
-    settings.EMAIL_HOST = smtp_sink.host
-    settings.EMAIL_PORT = smtp_sink.port
+    set_mail(settings, host=smtp_sink.host, port=smtp_sink.port)
     settings.DEFAULT_FROM_EMAIL = "Example app <noreply@app.example>"
     mailer = mail_backend.mailer()
     yield settings
@@ -115,7 +113,13 @@ def test_alternatives_attachments_and_bcc_arrive_intact(
     ]
 
 
-def test_get_connection_is_a_context_manager_and_counts(
+def _default_connection() -> Any:
+    """Django's default mail connection: ``mailers.default`` from Django 6.1, which
+    deprecates ``get_connection()``."""
+    return mail.mailers.default if hasattr(mail, "mailers") else mail.get_connection()
+
+
+def test_the_connection_is_a_context_manager_and_counts(
     django_mail: Any, smtp_sink: SMTPSink
 ) -> None:
     """send_messages returns how many it accepted; one without recipients is skipped."""
@@ -124,22 +128,22 @@ def test_get_connection_is_a_context_manager_and_counts(
         EmailMessage("None", "no recipient"),
         EmailMessage("Two", "2", to=["two@example.org"]),
     ]
-    with get_connection() as connection:
+    with _default_connection() as connection:
         sent = connection.send_messages(messages)
     arrived = smtp_sink.wait_for(2)
 
+    assert isinstance(connection, EmailBackend)
     assert 2 == sent
     assert ["One", "Two"] == sorted(message.subject for message in arrived)
 
 
-def test_get_connection_options_override_the_settings(
-    django_mail: Any, smtp_sink: SMTPSink
-) -> None:
-    """host/port given to get_connection win over EMAIL_HOST/EMAIL_PORT, as with SMTP."""
-    django_mail.EMAIL_PORT = 9  # discard: nothing listens there on loopback
-    connection = get_connection(BACKEND, host=smtp_sink.host, port=smtp_sink.port)
+def test_backend_options_override_the_settings(django_mail: Any, smtp_sink: SMTPSink) -> None:
+    """host/port given to the backend (get_connection's or MAILERS' options) win over the
+    configured ones, as with Django's SMTP backend."""
+    set_mail(django_mail, port=9)  # discard: nothing listens there on loopback
+    connection = EmailBackend(host=smtp_sink.host, port=smtp_sink.port)
 
-    assert 1 == send_mail("Hi", "x", None, ["a@example.org"], connection=connection)
+    assert 1 == connection.send_messages([EmailMessage("Hi", "x", to=["a@example.org"])])
     assert ("a@example.org",) == smtp_sink.wait_for(1)[0].envelope_to
 
 
@@ -151,8 +155,8 @@ def test_fail_silently_skips_what_cannot_be_queued(django_mail: Any, smtp_sink: 
         EmailMessage("Good 2", "x", to=["good2@example.org"]),
     ]
     with pytest.raises(InvalidMessage):
-        get_connection().send_messages(messages[1:2])
-    sent = get_connection(fail_silently=True).send_messages(messages)
+        EmailBackend().send_messages(messages[1:2])
+    sent = EmailBackend(fail_silently=True).send_messages(messages)
     arrived = smtp_sink.wait_for(2)
 
     assert 2 == sent
@@ -161,17 +165,19 @@ def test_fail_silently_skips_what_cannot_be_queued(django_mail: Any, smtp_sink: 
 
 def test_a_misconfiguration_is_never_silent(django_mail: Any) -> None:
     """A password in clear to a remote host is refused, naming Django's settings."""
-    django_mail.EMAIL_HOST = "smtp.example.com"
-    django_mail.EMAIL_HOST_USER = "app"
-    django_mail.EMAIL_HOST_PASSWORD = "secret"
+    set_mail(django_mail, host="smtp.example.com", username="app", password="secret")
+    quiet = EmailBackend(fail_silently=True)
 
-    with pytest.raises(ConfigurationError, match=r"EMAIL_HOST_USER.*EMAIL_USE_TLS"):
-        send_mail("Hi", "x", None, ["a@example.org"], fail_silently=True)
+    with pytest.raises(
+        ConfigurationError,
+        match=r"(EMAIL_HOST_USER|the username option).*(EMAIL_USE_TLS|the use_tls option)",
+    ):
+        quiet.send_messages([EmailMessage("Hi", "x", to=["a@example.org"])])
 
 
 def test_client_certificates_are_refused_not_ignored(django_mail: Any) -> None:
     """EMAIL_SSL_CERTFILE is not supported: a clear error rather than a silent downgrade."""
-    django_mail.EMAIL_SSL_CERTFILE = "/etc/ssl/client.pem"
+    set_mail(django_mail, ssl_certfile="/etc/ssl/client.pem")
 
     with pytest.raises(ConfigurationError, match="EMAIL_SSL_CERTFILE"):
         send_mail("Hi", "x", None, ["a@example.org"])
@@ -225,9 +231,10 @@ def test_mail_admins_and_the_admin_error_handler(django_mail: Any, smtp_sink: SM
 def _run_django(script: str, smtp_sink: SMTPSink, **settings: Any) -> str:
     """Run ``script`` in a new Python process with the example's settings (plus ``settings``)
     pointed at ``smtp_sink``; return its stdout, or fail with its stderr."""
-    configure = f"configure(EMAIL_HOST={smtp_sink.host!r}, EMAIL_PORT={smtp_sink.port}"
+    configure = f"configure(**mail_settings(host={smtp_sink.host!r}, port={smtp_sink.port})"
     configure += "".join(f", {name}={value!r}" for name, value in settings.items()) + ")"
-    code = "from examples.django_app.settings import configure\n" + configure + "\n" + script
+    code = "from examples.django_app.settings import configure, mail_settings\n"
+    code += configure + "\n" + script
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -289,7 +296,8 @@ def test_redis_away_raises_or_with_fail_silently_counts_nothing(django_mail: Any
         django_mail.MAILRESET_RQ_URL = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
         with pytest.raises(MailerUnavailable):
             send_mail("Lost?", "x", None, ["a@example.org"])
-        assert 0 == send_mail("Lost?", "x", None, ["a@example.org"], fail_silently=True)
+        quiet = EmailBackend(fail_silently=True)
+        assert 0 == quiet.send_messages([EmailMessage("Lost?", "x", to=["a@example.org"])])
     del django_mail.MAILRESET_RQ_URL
 
 
