@@ -109,11 +109,28 @@ def sink(session: nox.Session) -> None:
     session.run("python", "-m", "devtools.sink", *session.posargs)
 
 
+# What each example needs beyond mailreset (werkzeug, Flask's server, serves the WSGI ones).
+DEMO_NEEDS = {
+    "flask": ["flask>=3.0"],
+    "bottle": ["flask>=3.0", "bottle>=0.13"],
+    "fastapi": ["fastapi>=0.110", "uvicorn>=0.29"],
+    "django": ["flask>=3.0", "django>=4.2"],
+}
+
+
 @nox.session(python=CURRENT)
 def demo(session: nox.Session) -> None:
-    """The Flask example and the debug sink with a demo account; `-- --check` runs it unattended.
+    """An example app and the debug sink with a demo account; `-- --check` runs it unattended.
 
-    Options after `--`: --check, --smtp-port 8025, --http-port 8026, --app-port 5000.
+    Options after `--`: --app flask|bottle|fastapi|django (flask), --check, --smtp-port 8025,
+    --http-port 8026, --app-port (5000 Flask, 8080 Bottle, 8000 FastAPI and Django).
     """
-    session.install(".[testing]", "flask>=3.0")
+    app = "flask"
+    for option, value in zip(session.posargs, [*session.posargs[1:], ""], strict=True):
+        if option == "--app":
+            app = value
+        elif option.startswith("--app="):
+            app = option.partition("=")[2]
+    # An unknown app gets no packages here; examples.demo then names the choices.
+    session.install(".[testing]", *DEMO_NEEDS.get(app, []))
     session.run("python", "-m", "examples.demo", *session.posargs)

@@ -1,7 +1,8 @@
-"""``nox -s demo``: the Flask example and the debug SMTP sink, side by side.
+"""``nox -s demo``: an example app (Flask by default) and the debug SMTP sink, side by side.
 
-``python -m examples.demo`` starts ``python -m devtools.sink`` and the Flask example with a
-demo account, prints where everything is, and runs until Ctrl-C, which stops both.
+``python -m examples.demo`` starts ``python -m devtools.sink`` and the example app chosen with
+``--app flask|bottle|fastapi|django`` with a demo account, prints where everything is, and
+runs until Ctrl-C, which stops both.
 ``--check`` instead walks the whole reset over HTTP without a person (log in, log out, ask for
 a link, read the mail from the sink's JSON API, follow the link, set a new password, log in
 with it, see the old password and the used link refused) and exits 0, or 1 with the step that
@@ -101,36 +102,128 @@ def _wait_until_up(process: subprocess.Popen[str], errors: IO[str], viewer: str)
             time.sleep(0.1)
 
 
+APPS = ("flask", "bottle", "fastapi", "django")
+APP_PORTS = {"flask": 5000, "bottle": 8080, "fastapi": 8000, "django": 8000}
+APP_NAMES = {"flask": "Flask", "bottle": "Bottle", "fastapi": "FastAPI", "django": "Django"}
+
+
 @contextmanager
-def run_app(host: str, port: int, smtp_port: int, database: Path) -> Iterator[str]:
-    """Serve the Flask example from a thread; yield its URL."""
+def run_app(name: str, host: str, port: int, smtp_port: int, database: Path) -> Iterator[str]:
+    """Serve the example app ``name`` from a thread, with the demo account; yield its URL."""
+    url = f"http://{host}:{port}"
+    config: dict[str, Any] = {
+        "DATABASE": str(database),
+        "SECRET_KEY": secrets.token_hex(32),
+        "MAILRESET_SECRET_KEY": secrets.token_hex(32),
+        "MAIL_SERVER": host,
+        "MAIL_PORT": smtp_port,
+        "MAILRESET_URL": f"{url}/reset/{{token}}",
+        "MAILRESET_APP_NAME": "mailreset demo",
+    }
+    maker = {"flask": _flask, "bottle": _bottle, "fastapi": _fastapi, "django": _django}[name]
+    with maker(host, port, config):
+        yield url
+
+
+@contextmanager
+def _serve_wsgi(host: str, port: int, app: Any) -> Iterator[None]:
     from werkzeug.serving import make_server
 
-    from examples.flask_app.app import create_app
-
-    url = f"http://{host}:{port}"
-    app = create_app(
-        {
-            "DATABASE": str(database),
-            "SECRET_KEY": secrets.token_hex(32),
-            "MAILRESET_SECRET_KEY": secrets.token_hex(32),
-            "MAIL_SERVER": host,
-            "MAIL_PORT": smtp_port,
-            "MAILRESET_URL": f"{url}/reset/{{token}}",
-            "MAILRESET_APP_NAME": "mailreset demo",
-        }
-    )
-    app.extensions["users"].create(DEMO_EMAIL, DEMO_PASSWORD)
     server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="demo-app", daemon=True)
     thread.start()
     try:
-        yield url
+        yield
     finally:
         server.shutdown()
         thread.join(10)
         server.server_close()
+
+
+@contextmanager
+def _flask(host: str, port: int, config: dict[str, Any]) -> Iterator[None]:
+    from examples.flask_app.app import create_app
+
+    app = create_app(config)
+    app.extensions["users"].create(DEMO_EMAIL, DEMO_PASSWORD)
+    try:
+        with _serve_wsgi(host, port, app):
+            yield
+    finally:
         app.extensions["mailreset.close"]()
+
+
+@contextmanager
+def _bottle(host: str, port: int, config: dict[str, Any]) -> Iterator[None]:
+    from examples.bottle_app.app import create_app
+
+    app = create_app(config)
+    app.config["mailreset.plugin"].users.create(DEMO_EMAIL, DEMO_PASSWORD)
+    try:
+        with _serve_wsgi(host, port, app):
+            yield
+    finally:
+        app.close()
+
+
+@contextmanager
+def _fastapi(host: str, port: int, config: dict[str, Any]) -> Iterator[None]:
+    import uvicorn
+
+    from examples.fastapi_app.app import create_app
+
+    app = create_app(config)
+    app.state.users.create(DEMO_EMAIL, DEMO_PASSWORD)
+    # The lifespan makes the mailer at start and closes it (delivering the rest) at stop.
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="demo-app", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise DemoError(f"the FastAPI example did not start on {host}:{port} within 20 s")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@contextmanager
+def _django(host: str, port: int, config: dict[str, Any]) -> Iterator[None]:
+    from examples.django_app.settings import configure, create_tables, mail_settings
+
+    configure(
+        DATABASES={
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": config["DATABASE"]}
+        },
+        SECRET_KEY=config["SECRET_KEY"],
+        MAILRESET_SECRET_KEY=config["MAILRESET_SECRET_KEY"],
+        **mail_settings(host=config["MAIL_SERVER"], port=config["MAIL_PORT"]),
+        MAILRESET_URL=config["MAILRESET_URL"],
+        MAILRESET_APP_NAME=config["MAILRESET_APP_NAME"],
+    )
+    create_tables()
+    from django.contrib.auth import get_user_model
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from examples.django_app import mail_backend
+    from examples.django_app.adapter import reset_flow
+    from mailreset import normalize_email
+
+    get_user_model().objects.create_user(
+        username=normalize_email(DEMO_EMAIL), email=DEMO_EMAIL, password=DEMO_PASSWORD
+    )
+    try:
+        with _serve_wsgi(host, port, WSGIHandler()):
+            yield
+    finally:
+        # Before the sink stops (at exit they would, too late for this demo's sink).
+        reset_flow().close()
+        mail_backend.mailer().close(10)  # type: ignore[attr-defined]
 
 
 class Browser:
@@ -169,12 +262,10 @@ class Browser:
         return path, body
 
     def submit(self, path: str, fields: dict[str, str]) -> tuple[str, str]:
-        """Load the form at ``path`` and post ``fields`` with its CSRF token."""
-        _, body = self.follow(path)
-        match = re.search(r'name="csrf" value="([^"]+)"', body)
-        if match is None:
-            raise DemoError(f"no CSRF field in the form at {path}")
-        return self.follow(path, {"csrf": match.group(1), **fields})
+        """Load the form at ``path`` (following redirects) and post ``fields`` with its CSRF
+        token to where the form is."""
+        form_at, body = self.follow(path)
+        return self.follow(form_at, {**_csrf_field(body, path), **fields})
 
 
 def _expect(condition: bool, step: str, detail: str = "") -> None:
@@ -204,7 +295,7 @@ def check(app_url: str, viewer: str) -> None:
     browser = Browser(app_url)
     _, body = browser.submit("/login", {"email": DEMO_EMAIL, "password": DEMO_PASSWORD})
     _expect("Logged in as" in body, "log in with the demo password")
-    browser.follow("/logout", {"csrf": _csrf(browser, "/")})  # the form is on every page
+    browser.follow("/logout", _csrf(browser, "/"))  # the form is on every page
     _, body = browser.follow("/")
     _expect('id="logout"' not in body, "log out")
     _, body = browser.submit("/forgot", {"email": DEMO_EMAIL})
@@ -214,8 +305,9 @@ def check(app_url: str, viewer: str) -> None:
     _expect(bool(links), "the reset mail reached the sink with a link", f"links: {mail['links']}")
     link = links[0]
     status, headers, _ = browser.open(link)
+    # 200, or (Django) a redirect to the form after keeping the token in the session.
     _expect(
-        status == 200 and headers.get("Referrer-Policy") == "no-referrer",
+        status in {200, 302} and headers.get("Referrer-Policy") == "no-referrer",
         "open the link (Referrer-Policy: no-referrer)",
         f"status {status}, Referrer-Policy {headers.get('Referrer-Policy')!r}",
     )
@@ -230,12 +322,18 @@ def check(app_url: str, viewer: str) -> None:
     _expect("already used" in body, "the used link is refused")
 
 
-def _csrf(browser: Browser, path: str) -> str:
-    _, body = browser.follow(path)
-    match = re.search(r'name="csrf" value="([^"]+)"', body)
+def _csrf_field(body: str, path: str) -> dict[str, str]:
+    """The form's CSRF field: ``csrf`` in the Flask, Bottle and FastAPI examples, Django's
+    ``csrfmiddlewaretoken`` in the Django one."""
+    match = re.search(r'name="(csrf|csrfmiddlewaretoken)" value="([^"]+)"', body)
     if match is None:
-        raise DemoError(f"no CSRF field at {path}")
-    return match.group(1)
+        raise DemoError(f"no CSRF field in the form at {path}")
+    return {match.group(1): match.group(2)}
+
+
+def _csrf(browser: Browser, path: str) -> dict[str, str]:
+    _, body = browser.follow(path)
+    return _csrf_field(body, path)
 
 
 def _wait_for_interrupt() -> None:
@@ -254,25 +352,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="loopback address (127.0.0.1)")
     parser.add_argument("--smtp-port", type=int, default=8025, help="the sink's SMTP port")
     parser.add_argument("--http-port", type=int, default=8026, help="the sink's web viewer port")
-    parser.add_argument("--app-port", type=int, default=5000, help="the Flask example's port")
+    parser.add_argument("--app", choices=APPS, default="flask", help="the example app (flask)")
+    parser.add_argument(
+        "--app-port", type=int, help="the app's port (5000 Flask, 8080 Bottle, 8000 others)"
+    )
     args = parser.parse_args(argv)
+    app_port = args.app_port or APP_PORTS[args.app]
+    what = f"the {APP_NAMES[args.app]} example"
     try:
         _check_port_free(args.host, args.smtp_port, "the sink's SMTP server", "--smtp-port")
         _check_port_free(args.host, args.http_port, "the sink's web viewer", "--http-port")
-        _check_port_free(args.host, args.app_port, "the Flask example", "--app-port")
+        _check_port_free(args.host, app_port, what, "--app-port")
         with (
             tempfile.TemporaryDirectory(prefix="mailreset-demo-") as folder,
             run_sink(args.host, args.smtp_port, args.http_port, quiet=args.check) as viewer,
-            run_app(args.host, args.app_port, args.smtp_port, Path(folder) / "app.db") as app,
+            run_app(args.app, args.host, app_port, args.smtp_port, Path(folder) / "app.db") as app,
         ):
             if args.check:
                 logging.getLogger("werkzeug").setLevel(logging.WARNING)
-                print(f"demo check: app {app}, sink {viewer}")
+                print(f"demo check: {what} {app}, sink {viewer}")
                 check(app, viewer)
                 print("demo check passed")
                 return 0
             print(
-                f"\n  The Flask example:  {app}\n"
+                f"\n  {what[0].upper() + what[1:] + ':':<20}{app}\n"
                 f"  Mail it sends:      {viewer}  (the debug sink's viewer)\n"
                 f"  Demo account:       {DEMO_EMAIL} / {DEMO_PASSWORD}\n\n"
                 "  Try 'Forgot password?', then open the mail in the viewer.\n"

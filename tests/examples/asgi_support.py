@@ -10,16 +10,23 @@ from contextlib import contextmanager
 from typing import Any
 
 
+def bound_socket() -> socket.socket:
+    """A TCP socket bound to 127.0.0.1 on a port the kernel picked (no race for a free port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 (port picked by the kernel); yield its URL.
+def serve_asgi(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
+    """Run ``app`` under uvicorn on ``sock`` (default: a fresh ``bound_socket()``); yield its URL.
 
     The lifespan runs at start and at stop, as in production: the mailer is made and closed.
+    Pass ``sock`` when the app must know its own URL before it starts (its reset links).
     """
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # bound here: no race for a "free" port
+    sock = sock or bound_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
