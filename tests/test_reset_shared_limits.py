@@ -19,9 +19,10 @@ from mailreset import (
     SharedRateLimiter,
 )
 from mailreset.messages import MessageBuilder
+from mailreset.testing._smtp import free_port
 from mailreset.tokens import TokenService
 from tests.browser_support import in_ci
-from tests.rq_support import RedisServer, _free_port
+from tests.rq_support import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL_HINT = (
@@ -148,7 +149,7 @@ def test_storage_down_denies_and_logs_without_the_password(
 ) -> None:
     """No Redis answering: allow() says no (no mail without limits) and logs where, without
     the URI's password."""
-    url = f"redis://:sekret-pass@127.0.0.1:{_free_port()}/0"
+    url = f"redis://:sekret-pass@127.0.0.1:{free_port()}/0"
     limiter = SharedRateLimiter(url, storage_options={"socket_connect_timeout": 2})
 
     assert not limiter.allow("address", "ann@example.org")

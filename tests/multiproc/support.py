@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.rq_support import _free_port
+from mailreset.testing._smtp import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SECRET_KEY = "session-key-for-the-multiprocess-tests-abcdef"
@@ -47,7 +47,7 @@ def gunicorn(
     proxy_hops: int = 0,
 ) -> Iterator[Served]:
     """Serve ``examples.<example>_app`` with 4 gunicorn workers until the block ends."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings: dict[str, Any] = {
         "DATABASE": str(database),
