@@ -79,7 +79,8 @@ def settle(mailer: CeleryMailer, log: Path, timeout: float = 60.0) -> None:
     try:
         mailer.flush(timeout=timeout)
     except TimeoutError as error:
-        raise TimeoutError(f"{error}; workers' log:\n{log.read_text(errors='replace')[-4000:]}")
+        log_tail = log.read_text(errors="replace")[-4000:]
+        raise TimeoutError(f"{error}; workers' log:\n{log_tail}") from None
 
 
 def queued_tasks(url: str, queue: str = "mail") -> list[dict[str, Any]]:
@@ -107,9 +108,11 @@ def test_celery_mailer_is_a_mailer(redis_server: RedisServer) -> None:
 
 def test_making_a_mailer_needs_no_broker() -> None:
     """A CeleryMailer is made while nothing listens; only send() finds out."""
-    with CeleryMailer("redis://127.0.0.1:1/0") as mailer:
-        with pytest.raises(MailerUnavailable, match="Nothing was published"):
-            mailer.send(make_message(1))
+    with (
+        CeleryMailer("redis://127.0.0.1:1/0") as mailer,
+        pytest.raises(MailerUnavailable, match="Nothing was published"),
+    ):
+        mailer.send(make_message(1))
 
 
 def test_two_workers_deliver_a_thousand_messages_once_each(
@@ -185,9 +188,7 @@ def _dump(url: str) -> bytes:
                 for field, value in client.hgetall(key).items():
                     parts += [field, value]
             elif kind in {b"set", b"zset"}:
-                parts.extend(
-                    client.smembers(key) if kind == b"set" else client.zrange(key, 0, -1)
-                )
+                parts.extend(client.smembers(key) if kind == b"set" else client.zrange(key, 0, -1))
     finally:
         client.close()
     return b"\n".join(parts)
@@ -238,7 +239,10 @@ def test_temporary_failure_is_retried_by_celery(
     redis_server: RedisServer, smtp_sink: SMTPSink, workers: StartWorkers, worker_log: Path
 ) -> None:
     """A message the server answers 451 twice is retried by Celery and delivered on attempt 3."""
-    with smtp_sink.faulty(tempfail_first=2), CeleryMailer(redis_server.url, retry=NO_WAIT) as mailer:
+    with (
+        smtp_sink.faulty(tempfail_first=2),
+        CeleryMailer(redis_server.url, retry=NO_WAIT) as mailer,
+    ):
         future = mailer.send(make_message(3))
         workers(1)
         settle(mailer, worker_log)
@@ -475,9 +479,8 @@ def test_invalid_message_is_refused_before_redis(redis_server: RedisServer) -> N
     """A message without recipients raises InvalidMessage and publishes nothing."""
     mail = make_message(17)
     del mail["To"]
-    with CeleryMailer(redis_server.url) as mailer:
-        with pytest.raises(InvalidMessage):
-            mailer.send(mail)
+    with CeleryMailer(redis_server.url) as mailer, pytest.raises(InvalidMessage):
+        mailer.send(mail)
 
     assert [] == queued_tasks(redis_server.url)
 
@@ -548,7 +551,7 @@ def test_the_module_app_is_built_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setattr(mailreset_celery, "_module_app", None)
     monkeypatch.delenv("MAILRESET_CELERY_BROKER", raising=False)
     with pytest.raises(ConfigurationError, match="MAILRESET_CELERY_BROKER"):
-        mailreset_celery.app  # noqa: B018 - the attribute access is the test
+        mailreset_celery.app  # the attribute access is the test
 
     monkeypatch.setenv("MAILRESET_CELERY_BROKER", "redis://127.0.0.1:1/2")
     monkeypatch.setenv("MAILRESET_CELERY_QUEUE", "outbox")
@@ -569,9 +572,7 @@ def test_deliver_uses_the_configured_worker_transport() -> None:
     mailreset_celery.configure_worker(lambda: transport, env_prefix="TEST_CELERY_")
     try:
         outgoing = Envelope.from_message(make_message(18, bcc="hidden@example.net"))
-        payload = mailreset_celery.job_payload(
-            outgoing, env_prefix="TEST_CELERY_", retry=Retry()
-        )
+        payload = mailreset_celery.job_payload(outgoing, env_prefix="TEST_CELERY_", retry=Retry())
         result = mailreset_celery.deliver(json.loads(json.dumps(payload)))
     finally:
         mailreset_celery.configure_worker(MemoryTransport, env_prefix="TEST_CELERY_")

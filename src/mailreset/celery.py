@@ -589,7 +589,7 @@ def _poll(backend: Any, task_ids: list[str]) -> list[tuple[str, Delivery | Deliv
             continue  # not finished yet (Celery stores nothing before then)
         meta = backend.decode(value)
         status = meta.get("status") if isinstance(meta, dict) else None
-        if status in states.READY_STATES:
+        if isinstance(status, str) and status in states.READY_STATES:
             settled.append((task_id, _outcome(task_id, status, meta.get("result"))))
     return settled
 
@@ -809,8 +809,7 @@ def _run(task: Any, job: dict[str, Any]) -> dict[str, Any]:
         retry = _retry_policy(job)
         enqueued_at = job.get("enqueued_at")
         out_of_time = (
-            isinstance(enqueued_at, (int, float))
-            and time.time() - enqueued_at >= retry.deadline
+            isinstance(enqueued_at, (int, float)) and time.time() - enqueued_at >= retry.deadline
         )
         if attempt < retry.attempts and not out_of_time:
             log.warning(
@@ -871,4 +870,3 @@ def _store_failure(
             },
         },
     )
-
