@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,16 @@ def settle(mailer: CeleryMailer, log: Path, timeout: float = 60.0) -> None:
     except TimeoutError as error:
         log_tail = log.read_text(errors="replace")[-4000:]
         raise TimeoutError(f"{error}; workers' log:\n{log_tail}") from None
+
+
+def deliver_one(
+    mailer: CeleryMailer, message: EmailMessage, workers: StartWorkers, log: Path
+) -> TaskFuture:
+    """Send ``message``, start one worker, and wait until the mailer's Futures settled."""
+    future = mailer.send(message)
+    workers(1)
+    settle(mailer, log)
+    return future
 
 
 def queued_tasks(url: str, queue: str = "mail") -> list[dict[str, Any]]:
@@ -199,9 +210,9 @@ def test_bcc_reaches_the_envelope_but_never_the_wire(
 ) -> None:
     """A Bcc recipient gets the message through the worker, without a Bcc header in it."""
     with CeleryMailer(redis_server.url) as mailer:
-        future = mailer.send(make_message(2, bcc="hidden@example.net"))
-        workers(1)
-        settle(mailer, worker_log)
+        future = deliver_one(
+            mailer, make_message(2, bcc="hidden@example.net"), workers, worker_log
+        )
         delivery = future.result(timeout=0)
 
     [captured] = smtp_sink.wait_for(1)
@@ -243,9 +254,7 @@ def test_temporary_failure_is_retried_by_celery(
         smtp_sink.faulty(tempfail_first=2),
         CeleryMailer(redis_server.url, retry=NO_WAIT) as mailer,
     ):
-        future = mailer.send(make_message(3))
-        workers(1)
-        settle(mailer, worker_log)
+        future = deliver_one(mailer, make_message(3), workers, worker_log)
         delivery = future.result(timeout=0)
 
     assert 1 == len(smtp_sink.wait_for(1))
@@ -259,9 +268,7 @@ def test_temporary_failure_past_the_last_attempt_fails_the_task(
     Celery's own result says FAILURE."""
     retry = Retry(attempts=2, initial=0.0, maximum=0.0)
     with smtp_sink.faulty(tempfail_first=5), CeleryMailer(redis_server.url, retry=retry) as mailer:
-        future = mailer.send(make_message(4))
-        workers(1)
-        settle(mailer, worker_log)
+        future = deliver_one(mailer, make_message(4), workers, worker_log)
         error = future.exception(timeout=0)
         result = mailer.app.AsyncResult(future.task_id)
 
@@ -281,9 +288,7 @@ def test_permanent_failure_fails_at_once_with_the_servers_reason(
         smtp_sink.faulty(reject="*@example.com"),
         CeleryMailer(redis_server.url, retry=NO_WAIT) as mailer,
     ):
-        future = mailer.send(make_message(5, to="user@example.com"))
-        workers(1)
-        settle(mailer, worker_log)
+        future = deliver_one(mailer, make_message(5, to="user@example.com"), workers, worker_log)
         error = future.exception(timeout=0)
         backend = mailer.app.backend
         stored = backend.decode(backend.get(backend.get_key_for_task(future.task_id)))["result"]
@@ -462,9 +467,7 @@ def test_an_idle_watcher_asks_redis_nothing(
         return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
 
     with CeleryMailer(redis_server.url, poll_interval=0.01) as mailer:
-        future = mailer.send(make_message(16))
-        workers(1)
-        settle(mailer, worker_log)
+        future = deliver_one(mailer, make_message(16), workers, worker_log)
         before = mgets()
         time.sleep(0.5)  # fifty poll intervals
         after = mgets()

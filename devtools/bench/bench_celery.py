@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from tests.celery_support import start_worker, stop_workers
@@ -52,13 +53,11 @@ def run(options: Options) -> list[Comparison]:
                 mailer.flush(timeout=120.0)
             if any(worker.poll() is not None for worker in workers):
                 raise RuntimeError("a celery worker died: " + log.read_text(errors="replace"))
+            mailers = {"one": one, "two": two, "threaded": threaded}
             medians = interleaved_medians(
                 {
-                    "one": lambda: _end_to_end(one.send, lambda: one.flush(60.0))(messages),
-                    "two": lambda: _end_to_end(two.send, lambda: two.flush(60.0))(messages),
-                    "threaded": lambda: _end_to_end(threaded.send, lambda: threaded.flush(60.0))(
-                        messages
-                    ),
+                    name: partial(_end_to_end(mailer.send, partial(mailer.flush, 60.0)), messages)
+                    for name, mailer in mailers.items()
                 },
                 options.rounds,
             )
@@ -71,18 +70,12 @@ def run(options: Options) -> list[Comparison]:
     note = f"{count} messages a round, Redis AOF appendfsync always, prefork -c 1 per worker"
     return [
         Comparison(
-            name="celery end to end, 1 worker",
-            ours=medians["one"],
+            name=f"celery end to end, {size} worker{'s' if size > 1 else ''}",
+            ours=medians[name],
             anchor=medians["threaded"],
             anchor_name="ThreadedMailer (defaults)",
             unit="msg/s",
-            notes=[note],
-        ),
-        Comparison(
-            name="celery end to end, 2 workers",
-            ours=medians["two"],
-            anchor=medians["threaded"],
-            anchor_name="ThreadedMailer (defaults)",
-            unit="msg/s",
-        ),
+            notes=[note] if size == 1 else [],
+        )
+        for name, size in (("one", 1), ("two", 2))
     ]

@@ -287,7 +287,7 @@ def register_task(app: celery.Celery) -> Any:
         serializer="json",
         acks_late=True,
         reject_on_worker_lost=True,
-        # The task stores its outcome itself (see _store); Celery's own result would be the
+        # The task stores its outcome itself (see _run); Celery's own result would be the
         # same dict again, or an exception without the server's reply.
         ignore_result=True,
         max_retries=None,
