@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -476,6 +478,47 @@ def test_an_idle_watcher_asks_redis_nothing(
     assert isinstance(future.result(timeout=0), Delivery)
     assert before > 0
     assert before == after
+
+
+def test_a_mailer_used_before_fork_works_in_the_child(
+    redis_server: RedisServer, smtp_sink: SMTPSink, workers: StartWorkers, worker_log: Path
+) -> None:
+    """gunicorn --preload: a mailer that sent (and watched) in the parent publishes from a
+    forked child on connections of its own, and the child's Future settles there."""
+    workers(1)
+    with CeleryMailer(redis_server.url) as mailer:
+        mailer.send(make_message(20)).result(timeout=60.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: we know
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                mailer.send(make_message(21)).result(timeout=60.0)
+                mailer.close()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        mailer.send(make_message(22)).result(timeout=60.0)
+
+    assert 0 == os.waitstatus_to_exitcode(status)
+    assert [f"<{number}.test@example.com>" for number in (20, 21, 22)] == message_ids(
+        smtp_sink.wait_for(3)
+    )
+
+
+def test_threads_sending_at_once_each_get_their_task_published(
+    redis_server: RedisServer,
+) -> None:
+    """Eight request threads sending together: every send returns a Future and every task is
+    in Redis once (each thread publishes on a connection of its own at a time)."""
+    with CeleryMailer(redis_server.url) as mailer, ThreadPoolExecutor(8) as pool:
+        futures = list(pool.map(lambda number: mailer.send(make_message(number)), range(200)))
+
+    published = sorted(stored["headers"]["id"] for stored in queued_tasks(redis_server.url))
+    assert sorted(future.task_id for future in futures) == published
+    assert 200 == len(set(published))
 
 
 def test_invalid_message_is_refused_before_redis(redis_server: RedisServer) -> None:

@@ -79,11 +79,12 @@ except ImportError as _error:  # pragma: no cover - depends on the environment
     ) from _error
 
 __all__ = [
-    "TASK_NAME",
     "CeleryMailer",
     "TaskFuture",
     "configure_worker",
     "deliver",
+    "envelope_from_payload",
+    "job_payload",
     "make_app",
     "register_task",
 ]
@@ -338,11 +339,12 @@ class CeleryMailer:
     publish_timeout: float = attrs.field(validator=_positive_seconds)
     _pending: dict[str, TaskFuture] = attrs.field(init=False, repr=False)
     _lock: threading.Condition = attrs.field(init=False, repr=False)
-    _publish_lock: threading.Lock = attrs.field(init=False, repr=False)
-    _connection: Any = attrs.field(init=False, repr=False)
+    _idle_lock: threading.Lock = attrs.field(init=False, repr=False)
+    _idle: list[Any] = attrs.field(init=False, repr=False)
+    _pid: int = attrs.field(init=False, repr=False)
     _watcher: threading.Thread | None = attrs.field(init=False, repr=False)
     _stopping: bool = attrs.field(init=False, repr=False)
-    _closed: bool = attrs.field(init=False, repr=False)
+    _closed: threading.Event = attrs.field(init=False, repr=False)
 
     def __init__(
         self,
@@ -376,13 +378,19 @@ class CeleryMailer:
         )
 
     def __attrs_post_init__(self) -> None:
+        self._start_afresh()
+        self._closed = threading.Event()
+
+    def _start_afresh(self) -> None:
+        # Also what a forked child does first: its parent's watcher thread did not come
+        # along, and its parent's sockets and pending Futures are not its own to use.
         self._pending = {}
         self._lock = threading.Condition()
-        self._publish_lock = threading.Lock()
-        self._connection = None
+        self._idle_lock = threading.Lock()
+        self._idle = []
         self._watcher = None
         self._stopping = False
-        self._closed = False
+        self._pid = os.getpid()
 
     def send(self, message: Message | Envelope) -> TaskFuture:
         """Publish ``message``; return its :class:`TaskFuture` once the broker stored it.
@@ -391,7 +399,7 @@ class CeleryMailer:
         :class:`~mailreset.errors.MailerUnavailable` when the broker did not take it (nothing
         was published), :class:`~mailreset.errors.MailerClosed` after :meth:`close`.
         """
-        if self._closed:
+        if self._closed.is_set():
             raise MailerClosed("CeleryMailer.send after close(): make a new CeleryMailer")
         outgoing = to_envelope(message)
         payload = job_payload(outgoing, env_prefix=self.env_prefix, retry=self.retry)
@@ -399,33 +407,45 @@ class CeleryMailer:
         options: dict[str, Any] = {}
         if self.queue is not None:
             options["queue"] = self.queue
-        with self._publish_lock:
-            try:
-                if self._connection is None:
-                    self._connection = self._connect()
-                self.app.send_task(
-                    TASK_NAME,
-                    kwargs={"job": payload},
-                    task_id=task_id,
-                    connection=self._connection,
-                    serializer="json",
-                    ignore_result=True,
-                    retry=False,
-                    add_to_parent=False,
-                    # Celery's default is the call's repr: the whole message, again.
-                    argsrepr="()",
-                    kwargsrepr=f"{{job: {outgoing.message_id or '(no Message-ID)'}}}",
-                    **options,
-                )
-            except Exception as error:
-                # Whatever the transport raised (kombu's OperationalError, a socket timeout, a
-                # redis error): the broker did not confirm, so the caller keeps the message.
-                self._drop_connection()
-                raise MailerUnavailable(
-                    f"the broker ({self._where()}) did not take the message "
-                    f"{outgoing.message_id or ''}: {error}. Nothing was published; send it "
-                    "again once the broker is back."
-                ) from error
+        if self._pid != os.getpid():
+            self._start_afresh()
+        # One connection per concurrent sender, kept for the next send: a kombu connection
+        # is not thread-safe, and a lock around one would queue every request behind the
+        # slowest publish.
+        with self._idle_lock:
+            connection = self._idle.pop() if self._idle else None
+        try:
+            if connection is None:
+                connection = self._connect()
+            self.app.send_task(
+                TASK_NAME,
+                kwargs={"job": payload},
+                task_id=task_id,
+                connection=connection,
+                serializer="json",
+                ignore_result=True,
+                retry=False,
+                add_to_parent=False,
+                # Celery's default is the call's repr: the whole message, again.
+                argsrepr="()",
+                kwargsrepr=f"{{job: {outgoing.message_id or '(no Message-ID)'}}}",
+                **options,
+            )
+        except Exception as error:
+            # Whatever the transport raised (kombu's OperationalError, a socket timeout, a
+            # redis error): the broker did not confirm, so the caller keeps the message.
+            if connection is not None:
+                connection.collect()  # frees its sockets without talking to the broker
+            raise MailerUnavailable(
+                f"the broker ({self._where()}) did not take the message "
+                f"{outgoing.message_id or ''}: {error}. Nothing was published; send it "
+                "again once the broker is back."
+            ) from error
+        with self._idle_lock:
+            if self._closed.is_set():
+                connection.collect()
+            else:
+                self._idle.append(connection)
         future = TaskFuture(task_id)
         with self._lock:
             self._pending[task_id] = future
@@ -459,7 +479,7 @@ class CeleryMailer:
         limit) for the pending Futures; those still pending then end in
         :class:`~mailreset.errors.MailerClosed` (the task itself stays queued).
         """
-        self._closed = True
+        self._closed.set()
         try:
             if timeout is None or timeout > 0:
                 self.flush(timeout)
@@ -475,8 +495,10 @@ class CeleryMailer:
             with self._lock:
                 left, self._pending = self._pending, {}
                 self._lock.notify_all()
-            with self._publish_lock:
-                self._drop_connection()
+            with self._idle_lock:
+                idle, self._idle = self._idle, []
+            for connection in idle:
+                connection.collect()
             for task_id, future in left.items():
                 future.set_exception(
                     MailerClosed(
@@ -505,11 +527,6 @@ class CeleryMailer:
             },
         )
 
-    def _drop_connection(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.collect()  # frees its sockets without talking to a broker that hangs
-
     def _where(self) -> str:
         return _redact_url(str(self.app.conf.broker_url or "the app's default broker"))
 
@@ -537,7 +554,10 @@ class CeleryMailer:
                 settled = _poll(backend, task_ids)
             except Exception as error:  # a backend that hiccups must not end the watcher
                 log.warning("CeleryMailer: cannot read task results (%s); retrying", error)
-                settled = []
+                with self._lock:  # once a second: a backend that is away is not polled hard
+                    if not self._stopping:
+                        self._lock.wait(max(1.0, self.poll_interval))
+                continue
             with self._lock:
                 futures = [
                     (self._pending.pop(task_id, None), outcome) for task_id, outcome in settled
