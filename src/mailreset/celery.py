@@ -223,7 +223,6 @@ def make_app(
         },
         redis_socket_timeout=5.0,
         redis_socket_connect_timeout=2.0,
-        worker_hijack_root_logger=False,
     )
     register_task(app)
     return app
