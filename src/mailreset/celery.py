@@ -853,8 +853,7 @@ def _run(task: Any, job: dict[str, Any]) -> dict[str, Any]:
     except DeliveryError as error:
         _store_failure(task, job, error, "temporary", attempt)
         raise
-    if not task.request.called_directly:
-        task.update_state(state=states.SUCCESS, meta=result)
+    _store(task, states.SUCCESS, result)
     return result
 
 
@@ -868,12 +867,11 @@ def _store_failure(
         kind,
         error,
     )
-    if task.request.called_directly:
-        return
     recipients = getattr(error, "recipients", {}) or {}
-    task.update_state(
-        state=states.FAILURE,
-        meta={
+    _store(
+        task,
+        states.FAILURE,
+        {
             # Celery's own shape of a failure, so that AsyncResult and Flower read it too.
             "exc_type": type(error).__name__,
             "exc_module": type(error).__module__,
@@ -889,3 +887,30 @@ def _store_failure(
             },
         },
     )
+
+
+#: How long a worker keeps trying to store an outcome while the result backend is away.
+_STORE_PATIENCE = 30.0
+
+
+def _store(task: Any, state: str, meta: Mapping[str, Any]) -> None:
+    # The message went out (or failed for good): its outcome must reach the backend, or the
+    # Future would never settle. A broker restart takes seconds, so keep trying that long,
+    # without taking the message (the task is not done) from a worker that is still alive.
+    if task.request.called_directly:
+        return
+    deadline = time.monotonic() + _STORE_PATIENCE
+    while True:
+        try:
+            task.update_state(state=state, meta=dict(meta))
+        except Exception as error:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning(
+                "mailreset.celery: cannot store the outcome of task %s (%s); trying again",
+                task.request.id,
+                error,
+            )
+            time.sleep(0.5)
+        else:
+            return
