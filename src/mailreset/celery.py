@@ -28,7 +28,9 @@ ceiling; a permanent one (5xx) fails the task at once. The task is ``acks_late``
 ``reject_on_worker_lost``: a worker killed mid-task leaves its message unacknowledged, and the
 broker gives it to another worker (with Redis, once ``visibility_timeout`` ran out). Delivery
 is at least once: a worker killed after the server took the message but before the broker
-heard of it sends the message again.
+heard of it sends the message again. One gap is kombu's Redis transport's: it takes a message
+off the queue and records it as unacknowledged in two steps, so a crash of Redis between the
+two loses that message.
 
 The task's outcome (a delivery, or the failure's reason and the server's reply) is stored in
 the result backend by the task itself as plain data; the mailer's one watcher thread reads it
