@@ -79,8 +79,12 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], log_path: Path) -> None
         )
 
 
-def smtp_clients(port: int) -> int:
-    """How many established TCP connections to 127.0.0.1:``port`` this machine has (Linux)."""
+def smtp_clients(port: int, *, state: str = "01") -> int:
+    """How many TCP client sockets to 127.0.0.1:``port`` are in ``state`` (Linux).
+
+    ``state`` is the kernel's code: ``01`` established, ``06`` TIME_WAIT (a connection that
+    was closed a moment ago).
+    """
     wanted = f":{port:04X}"
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -90,7 +94,7 @@ def smtp_clients(port: int) -> int:
             continue
         for line in lines:
             fields = line.split()
-            # fields: sl, local address, remote address, state (01 = ESTABLISHED), ...
-            if fields[2].endswith(wanted) and fields[3] == "01":
+            # fields: sl, local address, remote address, state, ...
+            if fields[2].endswith(wanted) and fields[3] == state:
                 count += 1
     return count
