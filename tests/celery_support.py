@@ -13,8 +13,30 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tests.rq_support import kill_group
+
+
+def __getattr__(name: str) -> Any:
+    # `celery -A tests.celery_support.user_app worker`: an application's own app, pickle by
+    # default, with mailreset's task registered as the README tells (made on first use, so
+    # that importing this module needs no Celery).
+    if name != "user_app":
+        raise AttributeError(name)
+    return make_user_app(os.environ["MAILRESET_CELERY_BROKER"])
+
+
+def make_user_app(url: str) -> Any:
+    """A Celery app as a project has one: pickle by default, JSON accepted, mailreset's task."""
+    import celery
+
+    from mailreset.celery import register_task
+
+    app = celery.Celery("userapp", broker=url, backend=url, set_as_current=False)
+    app.conf.update(task_serializer="pickle", accept_content=["pickle", "json"])
+    register_task(app)
+    return app
 
 
 def start_worker(
@@ -26,9 +48,10 @@ def start_worker(
     queue: str = "mail",
     visibility_timeout: float = 60.0,
     pool: str = "prefork",
+    app: str = "mailreset.celery",
     extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``celery -A mailreset.celery worker`` (one process in its pool) on ``queue``.
+    """Start ``celery -A {app} worker`` (one process in its pool) on ``queue``.
 
     The broker and the SMTP server come through the environment (``MAILRESET_CELERY_*``,
     ``MAIL_*``), as the README tells a deployment to pass them.
@@ -43,7 +66,7 @@ def start_worker(
         "MAIL_TIMEOUT": "30",
         **(extra_env or {}),
     }
-    command = [sys.executable, "-m", "celery", "-A", "mailreset.celery", "worker"]
+    command = [sys.executable, "-m", "celery", "-A", app, "worker"]
     command += [f"--pool={pool}", "--concurrency=1", "--loglevel=INFO", "-Q", queue]
     # No chatter between workers at start-up (mingle waits for replies; gossip and heartbeats
     # wake every worker for every other one): each worker only consumes its queue.

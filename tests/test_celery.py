@@ -39,7 +39,12 @@ redis = pytest.importorskip("redis")
 
 import mailreset.celery as mailreset_celery  # noqa: E402 - after the importorskip above
 from mailreset.celery import CeleryMailer, TaskFuture  # noqa: E402
-from tests.celery_support import smtp_clients, start_worker, stop_workers  # noqa: E402
+from tests.celery_support import (  # noqa: E402
+    make_user_app,
+    smtp_clients,
+    start_worker,
+    stop_workers,
+)
 from tests.rq_support import RedisServer, kill_group, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.redis
@@ -213,6 +218,22 @@ def _dump(url: str) -> bytes:
     finally:
         client.close()
     return b"\n".join(parts)
+
+
+def test_an_apps_own_workers_run_the_task_in_json_whatever_its_serializer(
+    redis_server: RedisServer, smtp_sink: SMTPSink, workers: StartWorkers, worker_log: Path
+) -> None:
+    """CeleryMailer(app) on a project's pickle-by-default app, and that app's own workers
+    (`celery -A proj worker`, with register_task): the message is delivered."""
+    with CeleryMailer(make_user_app(redis_server.url), queue="mail") as mailer:
+        future = mailer.send(make_message(30))
+        # Celery refuses to accept pickle as root unless told so (CI runs as root).
+        workers(1, app="tests.celery_support.user_app", extra_env={"C_FORCE_ROOT": "1"})
+        settle(mailer, worker_log)
+
+    assert "<30.test@example.com>" == future.result(timeout=0).message_id
+    assert ["<30.test@example.com>"] == message_ids(smtp_sink.wait_for(1))
+    assert "userapp" in worker_log.read_text(errors="replace")
 
 
 def test_bcc_reaches_the_envelope_but_never_the_wire(
