@@ -29,6 +29,9 @@ log = logging.getLogger("mailreset")
 CONNECT_TIMEOUT = 1.0
 SOCKET_TIMEOUT = 2.0
 
+#: The most seconds `send` should take against a Redis that stopped answering.
+SEND_BOUND = 5.0
+
 #: How often RQ runs a job again whose worker died mid-job (RQ's abandoned job handling).
 #: Temporary SMTP failures are retried apart from it, as the mailer's Retry says.
 WORKER_DEATH_RETRIES = 2
@@ -85,6 +88,15 @@ def connect(url: str) -> redis.Redis:
 def _queue(queue: rq.Queue | redis.Redis | str, queue_name: str) -> rq.Queue:
     if isinstance(queue, str):
         queue = connect(queue)
+    elif isinstance(queue, redis.Redis):
+        _check_waits(queue)
+    elif isinstance(queue, rq.Queue):
+        _check_waits(queue.connection)
+    else:
+        raise ConfigurationError(
+            "RQMailer needs an rq.Queue, a redis.Redis or a redis:// URL, "
+            f"not {type(queue).__name__}"
+        )
     if isinstance(queue, redis.Redis):
         if not isinstance(queue_name, str) or not queue_name or not queue_name.isprintable():
             raise ConfigurationError(
@@ -93,21 +105,29 @@ def _queue(queue: rq.Queue | redis.Redis | str, queue_name: str) -> rq.Queue:
         if any(char.isspace() for char in queue_name):
             raise ConfigurationError(f"RQMailer.queue_name has a space: {queue_name!r}")
         queue = rq.Queue(queue_name, connection=queue)
-    if not isinstance(queue, rq.Queue):
-        raise ConfigurationError(
-            "RQMailer needs an rq.Queue, a redis.Redis or a redis:// URL, "
-            f"not {type(queue).__name__}"
-        )
-    if queue.connection.connection_pool.connection_kwargs.get("socket_timeout") is None:
-        log.warning(
-            "RQMailer: the Redis connection of queue %r has no socket_timeout, so send() "
-            "waits as long as Redis does not answer; make it with socket_timeout=%s, "
-            "socket_connect_timeout=%s (what RQMailer(url) does)",
-            queue.name,
-            SOCKET_TIMEOUT,
-            CONNECT_TIMEOUT,
-        )
     return queue
+
+
+def _check_waits(connection: redis.Redis) -> None:
+    """Warn when a connection of the user's own lets `send` wait more than SEND_BOUND seconds
+    for a Redis that stopped answering (each try waits socket_timeout; redis-py retries)."""
+    settings = connection.connection_pool.connection_kwargs
+    timeout = settings.get("socket_timeout")
+    retry = settings.get("retry")
+    retries = retry.get_retries() if isinstance(retry, RedisRetry) else 0
+    if timeout is not None and (1 + retries) * float(timeout) <= SEND_BOUND:
+        return
+    log.warning(
+        "RQMailer: with this Redis connection (socket_timeout=%s, %d retries) send() may wait "
+        "%s for a Redis that stopped answering; make it with socket_timeout=%s, "
+        "socket_connect_timeout=%s and a retry that does not retry timeouts (what "
+        "RQMailer(url) does)",
+        timeout,
+        retries,
+        "forever" if timeout is None else f"{(1 + retries) * float(timeout):g}s",
+        SOCKET_TIMEOUT,
+        CONNECT_TIMEOUT,
+    )
 
 
 @attrs.define(init=False)
@@ -152,6 +172,7 @@ class RQMailer:
     poll_interval: float = attrs.field(validator=_positive_seconds)
     _watcher: Watcher = attrs.field(init=False, repr=False)
     _closed: bool = attrs.field(init=False, repr=False)
+    _owns_connection: bool = attrs.field(init=False, repr=False)
 
     def __init__(
         self,
@@ -165,6 +186,7 @@ class RQMailer:
         failure_ttl: int = 7 * 24 * 3600,
         poll_interval: float = 0.05,
     ) -> None:
+        owns_connection = isinstance(queue, str)
         self.__attrs_init__(
             queue=_queue(queue, queue_name),
             retry=retry,
@@ -174,6 +196,7 @@ class RQMailer:
             failure_ttl=failure_ttl,
             poll_interval=poll_interval,
         )
+        self._owns_connection = owns_connection
 
     def __attrs_post_init__(self) -> None:
         self._watcher = Watcher(self.queue, self.poll_interval)
@@ -244,7 +267,8 @@ class RQMailer:
         Every accepted message is already in Redis and the workers deliver it whether or not
         this mailer still runs. ``close`` waits up to ``timeout`` seconds (None: without limit)
         for the pending Futures; those still pending then end in
-        :class:`~mailreset.errors.MailerClosed` (the job itself stays queued).
+        :class:`~mailreset.errors.MailerClosed` (the job itself stays queued). The Redis
+        connection made from a URL is closed; one passed in stays open.
         """
         self._closed = True
         if timeout is None or timeout > 0:
@@ -256,6 +280,9 @@ class RQMailer:
                     "in Redis and a worker will still deliver it"
                 )
             )
+        if self._owns_connection:
+            # The connection made from a URL is this mailer's; one passed in is the caller's.
+            self.queue.connection.close()
 
     def __enter__(self) -> RQMailer:
         return self
