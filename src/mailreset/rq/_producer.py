@@ -109,22 +109,17 @@ def _queue(queue: rq.Queue | redis.Redis | str, queue_name: str) -> rq.Queue:
 
 
 def _check_waits(connection: redis.Redis) -> None:
-    """Warn when a connection of the user's own lets `send` wait more than SEND_BOUND seconds
-    for a Redis that stopped answering (each try waits socket_timeout; redis-py retries)."""
-    settings = connection.connection_pool.connection_kwargs
-    timeout = settings.get("socket_timeout")
-    retry = settings.get("retry")
-    retries = retry.get_retries() if isinstance(retry, RedisRetry) else 0
-    if timeout is not None and (1 + retries) * float(timeout) <= SEND_BOUND:
+    """Warn when a connection of the user's own lets one try of `send` wait for a Redis that
+    stopped answering longer than half of SEND_BOUND (half: redis-py may try twice)."""
+    timeout = connection.connection_pool.connection_kwargs.get("socket_timeout")
+    if timeout is not None and float(timeout) <= SEND_BOUND / 2:
         return
     log.warning(
-        "RQMailer: with this Redis connection (socket_timeout=%s, %d retries) send() may wait "
-        "%s for a Redis that stopped answering; make it with socket_timeout=%s, "
-        "socket_connect_timeout=%s and a retry that does not retry timeouts (what "
-        "RQMailer(url) does)",
+        "RQMailer: this Redis connection has socket_timeout=%s, so send() may wait that long "
+        "(times the tries of its retry) for a Redis that stopped answering; make it with "
+        "socket_timeout=%s, socket_connect_timeout=%s and a retry of connection errors only, "
+        "as RQMailer(url) does",
         timeout,
-        retries,
-        "forever" if timeout is None else f"{(1 + retries) * float(timeout):g}s",
         SOCKET_TIMEOUT,
         CONNECT_TIMEOUT,
     )
