@@ -27,6 +27,7 @@ from mailreset.errors import DeliveryError, PermanentFailure, TemporaryFailure
 from mailreset.mailers import Retry
 
 __all__ = [
+    "FAILURE_CALLBACK",
     "JOB_FUNCTION",
     "META_KEY",
     "delivery_record",
@@ -44,6 +45,9 @@ META_KEY = "mailreset"
 #: The job function, by name: the worker imports it, and a job queued by one version of this
 #: package stays runnable whatever module holds the function in the next.
 JOB_FUNCTION = "mailreset.rq.deliver"
+
+#: The jobs' RQ failure callback, by name (it counts the attempt of a worker that died).
+FAILURE_CALLBACK = "mailreset.rq._worker.record_abandoned"
 
 # Statuses after which a job never changes again (RQ's JobStatus values).
 FINISHED = "finished"

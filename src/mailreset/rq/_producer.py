@@ -15,9 +15,8 @@ from redis.retry import Retry as RedisRetry
 from mailreset._envelope import Envelope, to_envelope
 from mailreset.errors import ConfigurationError, MailerClosed, MailerUnavailable
 from mailreset.mailers import Retry
-from mailreset.rq._jobs import JOB_FUNCTION, new_meta
+from mailreset.rq._jobs import FAILURE_CALLBACK, JOB_FUNCTION, new_meta
 from mailreset.rq._watcher import JobFuture, Watcher
-from mailreset.rq._worker import record_abandoned
 
 __all__ = ["RQMailer"]
 
@@ -225,7 +224,7 @@ class RQMailer:
                 # RQ's default description is the call's repr: the whole message, again.
                 description=f"{JOB_FUNCTION} {message_id or '(no Message-ID)'}",
                 meta=new_meta(self.retry, message_id),
-                on_failure=rq.Callback(record_abandoned),
+                on_failure=rq.Callback(FAILURE_CALLBACK),
                 **options,
             )
         except redis.exceptions.TimeoutError as error:
