@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailreset.errors import MailerUnavailable, PermanentFailure
-from mailreset.mailers import Delivery, Retry
+from mailreset.mailers import Delivery
 from mailreset.testing._smtp import SMTPSink
 
 rq = pytest.importorskip(
@@ -29,6 +29,12 @@ from tests.rq_support import RedisServer, kill_group, start_worker, wait_until  
 from tests.test_rq import NO_WAIT, message, run_burst  # noqa: E402
 
 pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def worker_log(tmp_path: Path) -> Path:
+    """Where the test's RQ workers write their output (shown when a wait times out)."""
+    return tmp_path / "workers.log"
 
 
 def _watchers() -> list[threading.Thread]:
@@ -67,12 +73,6 @@ def test_an_idle_mailer_s_watcher_sleeps(
         again = mailer.send(message(2))
         run_burst(redis_server, smtp_sink, worker_log)
         assert isinstance(again.result(timeout=30.0), Delivery)
-
-
-@pytest.fixture
-def worker_log(tmp_path: Path) -> Path:
-    """Where the test's RQ workers write their output (shown when a wait times out)."""
-    return tmp_path / "workers.log"
 
 
 # Python 3.12+ warns about fork() with threads alive; the child uses only its own threads.
@@ -158,7 +158,7 @@ def test_a_permanent_failure_is_sent_once_and_settles_before_rq_gives_up(
     RQ makes of a failed job repeat the recorded outcome without contacting the server."""
     with (
         smtp_sink.faulty(reject="*@example.org"),
-        RQMailer(redis_server.url, retry=Retry(attempts=5, initial=0.0, maximum=0.0)) as mailer,
+        RQMailer(redis_server.url, retry=NO_WAIT) as mailer,
     ):
         future = mailer.send(message(3))
         run_burst(redis_server, smtp_sink, worker_log)
