@@ -5,6 +5,8 @@ from __future__ import annotations
 from concurrent.futures import Future
 from email.message import EmailMessage
 
+import rq
+
 from mailreset.mailers import Delivery, Mailer, Retry
 from mailreset.rq import JobFuture, RQMailer, configure_worker, deliver
 from mailreset.transports import MemoryTransport
@@ -17,4 +19,5 @@ job_id: str = job_future.job_id
 rq_mailer.flush(timeout=5.0)
 rq_mailer.close(timeout=None)
 configure_worker(MemoryTransport, env_prefix="MAIL_")
-result: dict[str, object] = deliver("a@b.example", ["c@d.example"], b"...", "MAIL_")
+# Under RQ, a temporary failure with attempts left returns an rq.Retry (RQ's public retry API).
+result: dict[str, object] | rq.Retry = deliver("a@b.example", ["c@d.example"], b"...", "MAIL_")
