@@ -204,9 +204,7 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_be_retried(
         started = rq.registry.StartedJobRegistry(queue=mailer.queue)
 
         assert "started" == job.get_status()
-        assert [future.job_id] == [
-            job_id for job_id, _ in started.get_job_and_execution_ids(cleanup=False)
-        ]
+        assert [future.job_id] == started.get_job_ids(cleanup=False)
 
         # What any worker's maintenance does once the dead worker's heartbeat (job_timeout +
         # 60 s) ran out; the time is passed in instead of waited for.

@@ -59,6 +59,7 @@ from typing import Any
 
 import attrs
 
+from mailreset._convert import positive_seconds, seconds
 from mailreset._envelope import Envelope, to_envelope
 from mailreset.errors import (
     ConfigurationError,
@@ -134,13 +135,6 @@ class TaskFuture(Future[Delivery]):
         return f"<TaskFuture task_id={self.task_id!r} {state}>"
 
 
-def _positive_seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(
-            f"CeleryMailer.{attribute.name} must be a positive number of seconds, not {value!r}"
-        )
-
-
 def _prefix(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str) or not value.replace("_", "").isalnum():
         raise ConfigurationError(
@@ -192,15 +186,7 @@ def make_app(
             f"CeleryMailer: not a broker URL such as redis://localhost:6379/0: {broker_url!r}"
         )
     _queue(None, attrs.fields(CeleryMailer).queue, queue)
-    if (
-        isinstance(visibility_timeout, bool)
-        or not isinstance(visibility_timeout, (int, float))
-        or not visibility_timeout > 0
-    ):
-        raise ConfigurationError(
-            "CeleryMailer: visibility_timeout must be a positive number of seconds, "
-            f"not {visibility_timeout!r}"
-        )
+    seconds("CeleryMailer: visibility_timeout", visibility_timeout)
     app = celery.Celery("mailreset", set_as_current=False)
     app.conf.update(
         broker_url=broker_url,
@@ -336,8 +322,8 @@ class CeleryMailer:
     queue: str | None = attrs.field(validator=_queue)
     retry: Retry = attrs.field(validator=_retry)
     env_prefix: str = attrs.field(validator=_prefix)
-    poll_interval: float = attrs.field(validator=_positive_seconds)
-    publish_timeout: float = attrs.field(validator=_positive_seconds)
+    poll_interval: float = attrs.field(validator=positive_seconds)
+    publish_timeout: float = attrs.field(validator=positive_seconds)
     _pending: dict[str, TaskFuture] = attrs.field(init=False, repr=False)
     _lock: threading.Condition = attrs.field(init=False, repr=False)
     _idle_lock: threading.Lock = attrs.field(init=False, repr=False)

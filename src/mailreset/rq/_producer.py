@@ -12,6 +12,7 @@ import rq
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 
+from mailreset._convert import positive_seconds, whole_number
 from mailreset._envelope import Envelope, to_envelope
 from mailreset.errors import ConfigurationError, MailerClosed, MailerUnavailable
 from mailreset.mailers import Retry
@@ -36,18 +37,8 @@ SEND_BOUND = 5.0
 WORKER_DEATH_RETRIES = 2
 
 
-def _positive_seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(
-            f"RQMailer.{attribute.name} must be a positive number of seconds, not {value!r}"
-        )
-
-
 def _whole_seconds(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"RQMailer.{attribute.name} must be a whole number of seconds >= 1, not {value!r}"
-        )
+    whole_number(f"RQMailer.{attribute.name}", value, unit="seconds")
 
 
 def _prefix(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -163,7 +154,7 @@ class RQMailer:
     job_timeout: int = attrs.field(validator=_whole_seconds)
     result_ttl: int = attrs.field(validator=_whole_seconds)
     failure_ttl: int = attrs.field(validator=_whole_seconds)
-    poll_interval: float = attrs.field(validator=_positive_seconds)
+    poll_interval: float = attrs.field(validator=positive_seconds)
     _watcher: Watcher = attrs.field(init=False, repr=False)
     _closed: bool = attrs.field(init=False, repr=False)
     _owns_connection: bool = attrs.field(init=False, repr=False)
