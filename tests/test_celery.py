@@ -57,6 +57,14 @@ StartWorkers = Callable[..., list["subprocess.Popen[bytes]"]]
 
 
 @pytest.fixture
+def smtp_sink() -> Iterator[SMTPSink]:
+    """A sink of this test's own, not the session's shared one: these tests count the SMTP
+    connections to its port, and the shared sink also holds other tests' open connections."""
+    with SMTPSink() as sink:
+        yield sink
+
+
+@pytest.fixture
 def worker_log(tmp_path: Path) -> Path:
     """Where the test's Celery workers write their output (shown when a wait times out)."""
     return tmp_path / "workers.log"
