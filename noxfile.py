@@ -5,6 +5,7 @@ from __future__ import annotations
 import nox
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 nox.needs_version = ">=2024.3.2"
 nox.options.default_venv_backend = "venv"
@@ -42,15 +43,27 @@ _NOT_FOR_MINIMUMS = frozenset({"flask", "playwright"})
 
 
 def _floor_pins(requirements: list[str]) -> list[str]:
-    """``name==floor`` for each ``name>=floor``: the lowest versions pyproject declares."""
-    pins = []
+    """``name[extras]==floor`` for each ``name>=floor``: the lowest versions pyproject declares.
+
+    A name declared in several places (redis by the rq and the celery extras) gets the highest
+    of its floors, the lowest version that every extra declaring it accepts.
+    """
+    floors: dict[str, Version] = {}
+    extras: dict[str, set[str]] = {}
     for text in requirements:
         requirement = Requirement(text)
-        floors = [spec.version for spec in requirement.specifier if spec.operator == ">="]
-        if len(floors) != 1:
+        declared = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        if len(declared) != 1:
             raise ValueError(f"{text!r}: every dependency must declare one '>=' floor")
-        pins.append(f"{requirement.name}=={floors[0]}")
-    return pins
+        name = canonicalize_name(requirement.name)
+        floors[name] = max(floors.get(name, Version(declared[0])), Version(declared[0]))
+        extras.setdefault(name, set()).update(requirement.extras)
+    return [
+        f"{name}[{','.join(sorted(extras[name]))}]=={floor}"
+        if extras[name]
+        else f"{name}=={floor}"
+        for name, floor in floors.items()
+    ]
 
 
 @nox.session(python=PYTHONS[0])
