@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.celery_support import start_worker, stop_workers
 from tests.rq_support import REDIS_SERVER, RedisServer
 
-from devtools.bench.bench_rq import _end_to_end, _remote_sink
+from devtools.bench.bench_rq import end_to_end, remote_sink
 from devtools.bench.harness import Comparison, Options, interleaved_medians, reset_messages
 from mailreset import SMTPSettings, ThreadedMailer
 from mailreset.celery import CeleryMailer
@@ -32,7 +32,7 @@ def run(options: Options) -> list[Comparison]:
         return []
     count = 60 if options.quick else 300
     messages = reset_messages(count, tag="celery.", html=False)
-    with tempfile.TemporaryDirectory(prefix="bench-celery-") as directory, _remote_sink() as port:
+    with tempfile.TemporaryDirectory(prefix="bench-celery-") as directory, remote_sink() as port:
         folder = Path(directory)
         server = RedisServer(folder).start()
         log = folder / "workers.log"
@@ -56,7 +56,7 @@ def run(options: Options) -> list[Comparison]:
             mailers = {"one": one, "two": two, "threaded": threaded}
             medians = interleaved_medians(
                 {
-                    name: partial(_end_to_end(mailer.send, partial(mailer.flush, 60.0)), messages)
+                    name: partial(end_to_end(mailer.send, partial(mailer.flush, 60.0)), messages)
                     for name, mailer in mailers.items()
                 },
                 options.rounds,

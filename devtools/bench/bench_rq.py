@@ -36,7 +36,8 @@ sink.stop()
 
 
 @contextmanager
-def _remote_sink() -> Iterator[int]:
+def remote_sink() -> Iterator[int]:
+    """A capture sink in a child process (its CPU off ours); yields its port."""
     process = subprocess.Popen(
         [sys.executable, "-c", SINK], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -49,9 +50,11 @@ def _remote_sink() -> Iterator[int]:
         process.wait(10)
 
 
-def _end_to_end(
+def end_to_end(
     send: Callable[[EmailMessage], object], flush: Callable[[], None]
 ) -> Callable[[list[EmailMessage]], float]:
+    """A measurement: ``send`` every message, ``flush``, return messages per second."""
+
     def measure(messages: list[EmailMessage]) -> float:
         started = time.perf_counter()
         for message in messages:
@@ -69,7 +72,7 @@ def run(options: Options) -> list[Comparison]:
         return []
     count = 60 if options.quick else 300
     messages = reset_messages(count, tag="rq.", html=False)
-    with tempfile.TemporaryDirectory(prefix="bench-rq-") as directory, _remote_sink() as port:
+    with tempfile.TemporaryDirectory(prefix="bench-rq-") as directory, remote_sink() as port:
         folder = Path(directory)
         server = RedisServer(folder).start()
         log = folder / "workers.log"
@@ -91,9 +94,9 @@ def run(options: Options) -> list[Comparison]:
                 raise RuntimeError("an rq worker died: " + log.read_text(errors="replace"))
             medians = interleaved_medians(
                 {
-                    "one": lambda: _end_to_end(one.send, lambda: one.flush(60.0))(messages),
-                    "two": lambda: _end_to_end(two.send, lambda: two.flush(60.0))(messages),
-                    "threaded": lambda: _end_to_end(threaded.send, lambda: threaded.flush(60.0))(
+                    "one": lambda: end_to_end(one.send, lambda: one.flush(60.0))(messages),
+                    "two": lambda: end_to_end(two.send, lambda: two.flush(60.0))(messages),
+                    "threaded": lambda: end_to_end(threaded.send, lambda: threaded.flush(60.0))(
                         messages
                     ),
                 },
