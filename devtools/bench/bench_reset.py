@@ -7,7 +7,8 @@ unknown address side by side (they should not differ); the anchor is the tutoria
 same background work (token, templates, message, hand-off to a mailer that discards), in
 bursts, so the caller competes with that work for the GIL as it would in an app.
 
-Targets (DESIGN.md): ours p99 under 100 us, and at least 100x below the tutorial's p99.
+Targets (DESIGN.md): ours p99 under 100 us, and at least 30x below the tutorial's p99, with no
+idle wake-ups (the 100x that polling bought is no longer the target).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ UNKNOWN = "nobody@example.test"
 RESET_URL = "https://app.example/reset/{token}"
 #: DESIGN.md's absolute limit for the caller's path, in microseconds.
 LIMIT_US = 100.0
+TIMES_BELOW_TUTORIAL = 30.0
 #: Seconds between two calls of a burst.
 PAUSE = 50e-6
 
@@ -142,7 +144,7 @@ def run(options: Options) -> list[Comparison]:
             anchor=tutorial99,
             anchor_name="tutorial Thread(...).start() p99",
             unit="us",
-            target=100.0,
+            target=TIMES_BELOW_TUTORIAL,
             higher_is_better=False,
             notes=[note],
         ),
@@ -152,7 +154,7 @@ def run(options: Options) -> list[Comparison]:
             anchor=tutorial99,
             anchor_name="tutorial Thread(...).start() p99",
             unit="us",
-            target=100.0,
+            target=TIMES_BELOW_TUTORIAL,
             higher_is_better=False,
         ),
         Comparison(
