@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
@@ -31,6 +30,7 @@ from mailreset.testing import CapturedMessage
 from mailreset.testing._smtp import SMTPSink
 from mailreset.transports import Envelope, MemoryTransport
 from tests.mail_factory import make_message
+from tests.process_support import run_in_fork
 
 celery = pytest.importorskip(
     "celery", reason="the Celery tests need the celery extra: pip install 'mailreset[celery]'"
@@ -553,21 +553,15 @@ def test_a_mailer_used_before_fork_works_in_the_child(
     workers(1)
     with CeleryMailer(redis_server.url) as mailer:
         mailer.send(make_message(20)).result(timeout=60.0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: we know
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 1
-            try:
-                mailer.send(make_message(21)).result(timeout=60.0)
-                mailer.close()
-                code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
+
+        def in_child() -> None:
+            mailer.send(make_message(21)).result(timeout=60.0)
+            mailer.close()
+
+        code = run_in_fork(in_child)
         mailer.send(make_message(22)).result(timeout=60.0)
 
-    assert 0 == os.waitstatus_to_exitcode(status)
+    assert 0 == code
     assert [f"<{number}.test@example.com>" for number in (20, 21, 22)] == message_ids(
         smtp_sink.wait_for(3)
     )

@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.message import Message
@@ -32,6 +31,7 @@ from mailreset.mailers import Mailer
 from mailreset.testing import CapturedMessage, FaultPlan, SMTPSink
 from mailreset.testing._smtp import free_port
 from tests.mail_factory import make_envelope, make_message
+from tests.process_support import run_in_fork
 
 FAST = Retry(attempts=5, initial=0.001, maximum=0.01, deadline=30)
 
@@ -385,21 +385,15 @@ def test_forked_child_sends_with_its_own_workers(smtp_sink: SMTPSink) -> None:
     """A mailer used before a fork works in the child, with fresh workers and connections."""
     mailer = ThreadedMailer(smtp_sink.settings)
     mailer.send(make_message(1)).result(5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: we know
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            mailer.send(make_message(2)).result(5)
-            mailer.close(5)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
+
+    def in_child() -> None:
+        mailer.send(make_message(2)).result(5)
+        mailer.close(5)
+
+    code = run_in_fork(in_child)
     mailer.close()
 
-    assert 0 == os.waitstatus_to_exitcode(status)
+    assert 0 == code
     assert ["message 1", "message 2"] == sorted(m.subject for m in smtp_sink.wait_for(2))
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from mailreset import MemoryRateLimiter, MemoryUserStore, PasswordReset, Threade
 from mailreset.messages import MessageBuilder
 from mailreset.testing import SMTPSink
 from mailreset.tokens import TokenService
+from tests.process_support import run_in_fork, voluntary_switches
 
 SECRET = "s3cret-key-for-tests-only-0123456789abcdef"
 ADDRESSES = ["parent@example.org", "child1@example.org", "child2@example.org"]
@@ -70,37 +69,24 @@ def test_flow_made_before_fork_sends_from_the_child(
     flow.request(ADDRESSES[0])
     assert flow.flush(timeout=10)
     smtp_sink.wait_for(1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: we know
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            flow.request(ADDRESSES[1])
-            flow.request(ADDRESSES[2])
-            if flow.flush(timeout=10) and mailer.flush(timeout=10):
-                flow.close(timeout=10)
-                mailer.close(10)
-                code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
+
+    def in_child() -> None:
+        flow.request(ADDRESSES[1])
+        flow.request(ADDRESSES[2])
+        assert flow.flush(timeout=10)
+        assert mailer.flush(timeout=10)
+        flow.close(timeout=10)
+        mailer.close(10)
+
+    code = run_in_fork(in_child)
     flow.request(ADDRESSES[0])  # the parent still works after the fork
     assert flow.flush(timeout=10)
     flow.close(timeout=10)
     mailer.close(10)
 
-    assert 0 == os.waitstatus_to_exitcode(status)
+    assert 0 == code
     arrived = sorted(to for message in smtp_sink.wait_for(4) for to in message.envelope_to)
     assert sorted([ADDRESSES[0], *ADDRESSES]) == arrived
-
-
-def _voluntary_switches(thread: threading.Thread) -> int:
-    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
-    for line in status.splitlines():
-        if line.startswith("voluntary_ctxt_switches:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no voluntary_ctxt_switches in the status of {thread.name}")
 
 
 @pytest.fixture
@@ -125,9 +111,9 @@ def test_idle_flow_and_mailer_wake_no_thread(used_flow: PasswordReset[Any]) -> N
     threads = _flow_threads() + _flow_threads("mailreset-worker-")
     assert len(threads) > 2, "the flow's or the mailer's workers did not start"
     time.sleep(0.2)  # let the workers settle into their wait
-    before = {thread.name: _voluntary_switches(thread) for thread in threads}
+    before = {thread.name: voluntary_switches(thread.native_id) for thread in threads}
     time.sleep(2.0)
-    after = {thread.name: _voluntary_switches(thread) for thread in threads}
+    after = {thread.name: voluntary_switches(thread.native_id) for thread in threads}
 
     woken = {name: after[name] - before[name] for name in before}
     assert all(count <= 2 for count in woken.values()), woken

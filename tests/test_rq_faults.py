@@ -25,6 +25,7 @@ rq = pytest.importorskip(
 redis = pytest.importorskip("redis")
 
 from mailreset.rq import RQMailer  # noqa: E402 - after the importorskip above
+from tests.process_support import voluntary_switches  # noqa: E402
 from tests.rq_support import RedisServer, kill_group, start_worker, wait_until  # noqa: E402
 from tests.test_rq import NO_WAIT, message, run_burst  # noqa: E402
 
@@ -41,15 +42,6 @@ def _watchers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("mailreset-rq-watch-")]
 
 
-def _voluntary_switches(thread: threading.Thread) -> int:
-    """How often ``thread`` gave up the CPU of its own accord (it woke up and slept again)."""
-    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
-    for line in status.splitlines():
-        if line.startswith("voluntary_ctxt_switches:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no voluntary_ctxt_switches in the status of {thread.name}")
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
 def test_an_idle_mailer_s_watcher_sleeps(
     redis_server: RedisServer, smtp_sink: SMTPSink, worker_log: Path
@@ -64,9 +56,9 @@ def test_an_idle_mailer_s_watcher_sleeps(
         future.result(timeout=30.0)
         [watcher] = [thread for thread in _watchers() if thread not in earlier]
         time.sleep(0.2)  # let the thread reach its wait after settling the last Future
-        before = _voluntary_switches(watcher)
+        before = voluntary_switches(watcher.native_id)
         time.sleep(1.0)
-        after = _voluntary_switches(watcher)
+        after = voluntary_switches(watcher.native_id)
 
         assert watcher.is_alive()
         assert after - before <= 2

@@ -82,3 +82,12 @@ def non_negative_seconds(
 ) -> None:
     """attrs validator: a number of seconds >= 0, named on error."""
     seconds(_setting(instance, attribute), value, zero=True)
+
+
+def env_prefix_setting(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    """attrs validator: a prefix of environment variable names (``MAIL_``), named on error."""
+    if not isinstance(value, str) or not value.replace("_", "").isalnum():
+        raise ConfigurationError(
+            f"{_setting(instance, attribute)} must be an environment variable prefix such as "
+            f"'MAIL_', not {value!r}"
+        )

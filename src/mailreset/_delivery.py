@@ -6,12 +6,13 @@ Public as :class:`mailreset.mailers.Delivery`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
 from mailreset._convert import to_tuple
 
-__all__ = ["Delivery"]
+__all__ = ["Delivery", "delivery_from_record", "delivery_record"]
 
 
 def _frozen_mapping(value: Mapping[str, tuple[int, str]]) -> Mapping[str, tuple[int, str]]:
@@ -45,3 +46,34 @@ class Delivery:
     attempts: int = 1
     elapsed: float = 0.0
     maybe_duplicated: bool = False
+
+
+def delivery_record(
+    delivery: Delivery, attempts: int, elapsed: float, maybe_duplicated: bool
+) -> dict[str, Any]:
+    """``delivery`` as JSON-ready plain data, as RQ and Celery workers hand it back."""
+    return {
+        "message_id": delivery.message_id,
+        "envelope_from": delivery.envelope_from,
+        "accepted": list(delivery.accepted),
+        "refused": {address: list(reply) for address, reply in delivery.refused.items()},
+        "attempts": attempts,
+        "elapsed": elapsed,
+        "maybe_duplicated": maybe_duplicated or delivery.maybe_duplicated,
+    }
+
+
+def delivery_from_record(record: Mapping[str, Any]) -> Delivery:
+    """The :class:`Delivery` a :func:`delivery_record` describes."""
+    return Delivery(
+        message_id=str(record["message_id"]),
+        envelope_from=str(record["envelope_from"]),
+        accepted=tuple(record.get("accepted") or ()),
+        refused={
+            address: (int(code), str(text))
+            for address, (code, text) in (record.get("refused") or {}).items()
+        },
+        attempts=int(record.get("attempts", 1)),
+        elapsed=float(record.get("elapsed", 0.0)),
+        maybe_duplicated=bool(record.get("maybe_duplicated", False)),
+    )

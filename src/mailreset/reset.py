@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from mailreset._addresses import is_address
 from mailreset._convert import whole_number
+from mailreset._forks import fork_lock, forks
 from mailreset._limits import MemoryRateLimiter, RateLimiter
 from mailreset._passwords import NISTPasswordPolicy, PasswordPolicy
 from mailreset._redact import describe, escape, redact, safe
@@ -74,23 +75,6 @@ PURPOSE = "reset_password"
 # before normalising keeps the caller's path bounded whatever is posted.
 _MAX_ADDRESS = 320
 _MAX_CLIENT_KEY = 200
-
-# Bumped in a child after os.fork(): a flow compares it with the count it was set up under,
-# which is cheaper on request()'s path than an os.getpid() system call.
-_forks = [0]
-# Serialises the set-up of a flow's per-process state in a child, so two threads that use a
-# flow first after a fork cannot both set it up (and lose what the other queued).
-# (In a list: the child replaces it, as the parent's may have been held by another thread.)
-_fork_lock = [threading.Lock()]
-
-
-def _after_fork_in_child() -> None:
-    _forks[0] += 1
-    _fork_lock[0] = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _DECOY_SUBJECT = "decoy"
 _DECOY_ADDRESS = "decoy@example.invalid"
@@ -206,7 +190,7 @@ class PasswordReset(Generic[U]):
     def _new_process_state(self) -> None:
         # Everything a process owns: a child of os.fork() starts over with none of the
         # parent's threads or requests (those are the parent's to finish).
-        self._fork = _forks[0]
+        self._fork = forks[0]
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # sleeping workers wait here
         self._done = threading.Condition(self._lock)  # flush() waits here
@@ -216,8 +200,8 @@ class PasswordReset(Generic[U]):
         self._threads: list[threading.Thread] = []
 
     def _after_fork(self) -> None:
-        with _fork_lock[0]:
-            if self._fork != _forks[0]:
+        with fork_lock[0]:
+            if self._fork != forks[0]:
                 logger.debug("PasswordReset used in a new process (pid %d)", os.getpid())
                 self._new_process_state()
 
@@ -235,7 +219,7 @@ class PasswordReset(Generic[U]):
             logger.info("password reset ignored: not an address (%s)", type(email).__name__)
             return
         typed = unicodedata.normalize("NFC", email.strip())
-        if self._fork != _forks[0]:
+        if self._fork != forks[0]:
             self._after_fork()
         with self._lock:
             if self._closed or self._pending >= self._max_pending:
@@ -448,7 +432,7 @@ class PasswordReset(Generic[U]):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every accepted request was handed to the mailer; False on timeout."""
-        if self._fork != _forks[0]:
+        if self._fork != forks[0]:
             self._after_fork()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
@@ -465,7 +449,7 @@ class PasswordReset(Generic[U]):
         Requests after ``close`` are dropped (and logged). The mailer is left open.
         Raises :class:`TimeoutError` naming what is left when ``timeout`` seconds pass.
         """
-        if self._fork != _forks[0]:
+        if self._fork != forks[0]:
             self._after_fork()
         with self._lock:
             self._closed = True

@@ -41,6 +41,7 @@ from pathlib import Path
 import attrs
 
 from mailreset._envelope import Envelope
+from mailreset._forks import forks
 from mailreset.errors import ConfigurationError
 
 __all__ = ["Spool"]
@@ -62,7 +63,6 @@ _PRIVATE_FILE = 0o600
 # Lock descriptors this process holds; a forked child closes its copies (the locks stay the
 # parent's) and takes its own owner name when it first writes.
 _held: set[int] = set()
-_forks = [0]
 
 
 # Every Spool of this process: a child gives each a fresh owner lock (the parent's may have
@@ -77,7 +77,6 @@ def _after_fork_in_child() -> None:
     _held.clear()
     for spool in list(_spools):
         spool._owner_lock = threading.Lock()
-    _forks[0] += 1
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -176,17 +175,17 @@ class Spool:
     def _owner_name(self) -> str:
         """This spool's owner name in this process, its lock taken on first use."""
         owner = self._owner
-        if owner is not None and owner[0] == _forks[0]:
+        if owner is not None and owner[0] == forks[0]:
             return owner[1]
         with self._owner_lock:
             owner = self._owner
-            if owner is None or owner[0] != _forks[0]:
+            if owner is None or owner[0] != forks[0]:
                 name = secrets.token_hex(8)
                 descriptor = _try_lock(self.path / OWNERS / f"{name}.lock")
                 if descriptor is None:  # pragma: no cover - 64 random bits collided
                     raise OSError(f"spool owner name {name} is taken")
                 _held.add(descriptor)
-                owner = self._owner = (_forks[0], name, descriptor)
+                owner = self._owner = (forks[0], name, descriptor)
             return owner[1]
 
     def __repr__(self) -> str:
@@ -199,7 +198,7 @@ class Spool:
         """
         with self._owner_lock:
             owner, self._owner = self._owner, None
-            if owner is None or owner[0] != _forks[0]:
+            if owner is None or owner[0] != forks[0]:
                 return
             _held.discard(owner[2])
             os.close(owner[2])

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -16,26 +14,9 @@ import pytest
 from mailreset import Delivery, ThreadedMailer
 from mailreset.testing import FaultPlan, SMTPSink
 from tests.mail_factory import make_message
+from tests.process_support import run_in_fork, voluntary_switches
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
-
-
-def _in_child(work: Callable[[], None]) -> int:
-    """Run ``work`` in a forked child; its exit code (0: it returned)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: we know
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            work()
-            code = 0
-        except BaseException as error:
-            print(f"child failed: {error!r}", file=sys.stderr)
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def _send_and_close(mailer: ThreadedMailer, numbers: range) -> Callable[[], None]:
@@ -55,7 +36,7 @@ def test_made_before_fork_and_used_only_in_the_child(smtp_sink: SMTPSink) -> Non
     """gunicorn --preload: made in the parent, never used there; the child delivers."""
     mailer = ThreadedMailer(smtp_sink.settings, workers=4)
 
-    assert 0 == _in_child(_send_and_close(mailer, range(10)))
+    assert 0 == run_in_fork(_send_and_close(mailer, range(10)))
     assert [f"message {n}" for n in range(10)] == sorted(
         _subjects(smtp_sink, 10), key=lambda s: int(s.split()[1])
     )
@@ -70,7 +51,7 @@ def test_fork_while_the_parent_is_sending(smtp_sink: SMTPSink) -> None:
     mailer = ThreadedMailer(smtp_sink.settings, workers=2)
     parents = [mailer.send(make_message(number)) for number in range(20)]
     try:
-        code = _in_child(_send_and_close(mailer, range(100, 105)))
+        code = run_in_fork(_send_and_close(mailer, range(100, 105)))
         mailer.close(30)
     finally:
         smtp_sink.faults = FaultPlan()
@@ -108,7 +89,7 @@ def test_many_threads_first_use_it_at_once_in_the_child(smtp_sink: SMTPSink) -> 
         assert 40 == len(futures)
         mailer.close(20)
 
-    code = _in_child(work)
+    code = run_in_fork(work)
     mailer.close(10)
 
     assert 0 == code
@@ -128,7 +109,7 @@ def test_flush_in_a_child_does_not_wait_for_the_parents_queue(smtp_sink: SMTPSin
         assert "workers=0/" in repr(mailer)
 
     try:
-        code = _in_child(work)
+        code = run_in_fork(work)
         mailer.close(30)
     finally:
         smtp_sink.faults = FaultPlan()
@@ -142,7 +123,7 @@ def test_with_a_spool_made_before_fork(smtp_sink: SMTPSink, tmp_path: Path) -> N
     folder = tmp_path / "spool"
     mailer = ThreadedMailer(smtp_sink.settings, workers=2, spool=folder)
 
-    assert 0 == _in_child(_send_and_close(mailer, range(7)))
+    assert 0 == run_in_fork(_send_and_close(mailer, range(7)))
     mailer.send(make_message(50)).result(10)
     mailer.close(10)
 
@@ -153,16 +134,6 @@ def test_with_a_spool_made_before_fork(smtp_sink: SMTPSink, tmp_path: Path) -> N
 
 
 # -- idle means asleep -------------------------------------------------------------------------
-
-
-def _switches(thread_ids: list[int]) -> int:
-    """Voluntary context switches of these threads of this process, summed (Linux /proc)."""
-    total = 0
-    for tid in thread_ids:
-        status = Path(f"/proc/self/task/{tid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("voluntary_ctxt"))
-        total += int(line.split()[1])
-    return total
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts switches in /proc")
@@ -179,9 +150,9 @@ def test_an_idle_mailer_sleeps(smtp_sink: SMTPSink, tmp_path: Path, spool: bool)
     ids = [thread.native_id for thread in threads if thread.native_id is not None]
     assert ids
 
-    before = _switches(ids)
+    before = voluntary_switches(*ids)
     time.sleep(2.0)
-    woke = _switches(ids) - before
+    woke = voluntary_switches(*ids) - before
     mailer.close(10)
 
     # A 20 ms poll would be ~100 wake-ups per thread in 2 s; blocking on the queue is 0.
@@ -195,9 +166,9 @@ def test_idle_timeout_is_the_only_wake_up(smtp_sink: SMTPSink) -> None:
     mailer.send(make_message(1)).result(10)
     [worker] = mailer._threads
     assert worker.native_id is not None
-    before = _switches([worker.native_id])
+    before = voluntary_switches(worker.native_id)
     time.sleep(0.8)
-    woke = _switches([worker.native_id]) - before
+    woke = voluntary_switches(worker.native_id) - before
     worker.join(5)
 
     assert woke <= 1

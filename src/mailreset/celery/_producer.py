@@ -7,7 +7,6 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from concurrent.futures import Future
 from email.message import Message
 from typing import Any
@@ -17,7 +16,8 @@ import celery
 from celery import states
 from celery.backends.base import BaseKeyValueStoreBackend
 
-from mailreset._convert import positive_seconds
+from mailreset._convert import env_prefix_setting, positive_seconds
+from mailreset._delivery import delivery_from_record
 from mailreset._envelope import Envelope, to_envelope
 from mailreset.celery._app import TASK_NAME, check_queue, make_app, register_task
 from mailreset.celery._jobs import job_payload
@@ -30,6 +30,7 @@ from mailreset.errors import (
     TemporaryFailure,
 )
 from mailreset.mailers import Delivery, Retry
+from mailreset.mailers._retry import retry_setting
 
 log = logging.getLogger("mailreset")
 
@@ -60,21 +61,6 @@ class TaskFuture(Future[Delivery]):
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
         return f"<TaskFuture task_id={self.task_id!r} {state}>"
-
-
-def _prefix(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not value.replace("_", "").isalnum():
-        raise ConfigurationError(
-            f"CeleryMailer.env_prefix must be an environment variable prefix such as 'MAIL_', "
-            f"not {value!r}"
-        )
-
-
-def _retry(instance: object, attribute: attrs.Attribute[Retry], value: Retry) -> None:
-    if not isinstance(value, Retry):
-        raise ConfigurationError(
-            f"CeleryMailer.retry must be a mailreset.Retry, not {type(value).__name__}"
-        )
 
 
 def _queue(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
@@ -116,8 +102,8 @@ class CeleryMailer:
 
     app: celery.Celery
     queue: str | None = attrs.field(validator=_queue)
-    retry: Retry = attrs.field(validator=_retry)
-    env_prefix: str = attrs.field(validator=_prefix)
+    retry: Retry = attrs.field(validator=retry_setting)
+    env_prefix: str = attrs.field(validator=env_prefix_setting)
     poll_interval: float = attrs.field(validator=positive_seconds)
     publish_timeout: float = attrs.field(validator=positive_seconds)
     _pending: dict[str, TaskFuture] = attrs.field(init=False, repr=False)
@@ -400,7 +386,7 @@ def _poll(backend: Any, task_ids: list[str]) -> list[tuple[str, Delivery | Deliv
 def _outcome(task_id: str, status: str, result: Any) -> Delivery | DeliveryError:
     ours = result.get("mailreset") if isinstance(result, dict) else None
     if status == states.SUCCESS and isinstance(result, dict) and "message_id" in result:
-        return _delivery_from_dict(result)
+        return delivery_from_record(result)
     if status == states.FAILURE and isinstance(ours, dict):
         kind = PermanentFailure if ours.get("kind") == "permanent" else TemporaryFailure
         return kind(
@@ -416,19 +402,4 @@ def _outcome(task_id: str, status: str, result: Any) -> Delivery | DeliveryError
     return DeliveryError(
         f"task {task_id} ended {status} without a delivery (revoked, or failed outside "
         "mailreset's task): see the worker's log"
-    )
-
-
-def _delivery_from_dict(result: Mapping[str, Any]) -> Delivery:
-    return Delivery(
-        message_id=str(result["message_id"]),
-        envelope_from=str(result["envelope_from"]),
-        accepted=tuple(result.get("accepted") or ()),
-        refused={
-            address: (int(code), str(text))
-            for address, (code, text) in (result.get("refused") or {}).items()
-        },
-        attempts=int(result.get("attempts", 1)),
-        elapsed=float(result.get("elapsed", 0.0)),
-        maybe_duplicated=bool(result.get("maybe_duplicated", False)),
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import states
 
+from mailreset._delivery import delivery_record
 from mailreset.celery._jobs import envelope_from_payload
 from mailreset.errors import (
     ConfigurationError,
@@ -103,18 +104,13 @@ def deliver(job: Mapping[str, Any], *, attempt: int = 1) -> dict[str, Any]:
         _discard(env_prefix)
         raise
     enqueued_at = job.get("enqueued_at")
-    return {
-        "message_id": delivery.message_id,
-        "envelope_from": delivery.envelope_from,
-        "accepted": list(delivery.accepted),
-        "refused": {address: list(reply) for address, reply in delivery.refused.items()},
-        "attempts": attempt,
-        # From sending to the server's acceptance: queue wait and earlier attempts included.
-        "elapsed": time.time() - float(enqueued_at)
+    # From sending to the server's acceptance: queue wait and earlier attempts included.
+    elapsed = (
+        time.time() - float(enqueued_at)
         if isinstance(enqueued_at, (int, float))
-        else delivery.elapsed,
-        "maybe_duplicated": bool(job.get("maybe_duplicated", False)),
-    }
+        else delivery.elapsed
+    )
+    return delivery_record(delivery, attempt, elapsed, bool(job.get("maybe_duplicated", False)))
 
 
 def _retry_policy(job: Mapping[str, Any]) -> Retry:

@@ -13,7 +13,7 @@ from mailreset._convert import non_negative_seconds, positive_int
 from mailreset._delivery import Delivery
 from mailreset._envelope import Envelope
 from mailreset._redact import redact
-from mailreset.errors import DeliveryError, TemporaryFailure
+from mailreset.errors import ConfigurationError, DeliveryError, TemporaryFailure
 from mailreset.transports import Transport
 
 log = logging.getLogger("mailreset")
@@ -114,4 +114,13 @@ def deliver(
             attempts=attempt,
             elapsed=_elapsed(clock, started),
             maybe_duplicated=maybe or delivery.maybe_duplicated,
+        )
+
+
+def retry_setting(instance: object, attribute: attrs.Attribute[Retry], value: Retry) -> None:
+    """attrs validator: a :class:`Retry`, named on error (``RQMailer.retry``, ...)."""
+    if not isinstance(value, Retry):
+        raise ConfigurationError(
+            f"{type(instance).__name__}.{attribute.name} must be a mailreset.Retry, "
+            f"not {type(value).__name__}"
         )

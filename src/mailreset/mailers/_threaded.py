@@ -20,6 +20,7 @@ from mailreset._clock import Clock, utc_now
 from mailreset._convert import seconds, whole_number
 from mailreset._delivery import Delivery
 from mailreset._envelope import Envelope, to_envelope
+from mailreset._forks import fork_lock, forks
 from mailreset._redact import redact
 from mailreset.errors import (
     ConfigurationError,
@@ -58,21 +59,6 @@ class _Job:
 TransportSource = SMTPSettings | Transport | Callable[[], Transport]
 
 _STOP: Any = object()
-
-# Bumped in a child after fork: cheaper on send's path than an os.getpid() system call.
-_forks = [0]
-# Taken by the first threads of a child that use a mailer at once: only one makes the fresh
-# state. Made anew in each child, since the parent's may have been held at the fork.
-_fork_lock = [threading.Lock()]
-
-
-def _after_fork_in_child() -> None:
-    _forks[0] += 1
-    _fork_lock[0] = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _close_quietly(transport: Transport | None) -> None:
@@ -203,7 +189,7 @@ class ThreadedMailer:
             self.start()
 
     def _new_process_state(self) -> None:
-        self._fork = _forks[0]
+        self._fork = forks[0]
         self._queue: queue.Queue[_Job] = queue.Queue(self.max_queue)
         self._lock = threading.Lock()
         self._live = 0  # worker threads alive
@@ -222,9 +208,9 @@ class ThreadedMailer:
     def _check_fork(self) -> None:
         # A forked child holds copies of the parent's queue and locks (perhaps taken at the
         # moment of the fork) and of threads that do not run in it: start afresh.
-        if self._fork != _forks[0]:
-            with _fork_lock[0]:
-                if self._fork != _forks[0]:
+        if self._fork != forks[0]:
+            with fork_lock[0]:
+                if self._fork != forks[0]:
                     self._after_fork()
 
     def __repr__(self) -> str:
@@ -355,7 +341,7 @@ class ThreadedMailer:
             atexit.unregister(self._close_at_exit)
             self._drain_at_exit = False
         self._closed = True
-        if self._fork != _forks[0]:
+        if self._fork != forks[0]:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         timed_out: TimeoutError | None = None

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from mailreset._delivery import Delivery
+from mailreset._delivery import Delivery, delivery_from_record
 from mailreset.errors import DeliveryError, PermanentFailure, TemporaryFailure
 from mailreset.mailers import Retry
 
@@ -30,7 +30,6 @@ __all__ = [
     "FAILURE_CALLBACK",
     "JOB_FUNCTION",
     "META_KEY",
-    "delivery_record",
     "failure_from",
     "failure_record",
     "new_meta",
@@ -87,21 +86,6 @@ def retry_interval(retry: Retry, attempt: int) -> int:
     return math.ceil(retry.ceiling(attempt))
 
 
-def delivery_record(
-    delivery: Delivery, attempts: int, elapsed: float, uncertain: bool
-) -> dict[str, Any]:
-    """A :class:`~mailreset.mailers.Delivery` as plain data for ``job.meta``."""
-    return {
-        "message_id": delivery.message_id,
-        "envelope_from": delivery.envelope_from,
-        "accepted": list(delivery.accepted),
-        "refused": {address: list(reply) for address, reply in delivery.refused.items()},
-        "attempts": attempts,
-        "elapsed": elapsed,
-        "maybe_duplicated": uncertain or delivery.maybe_duplicated,
-    }
-
-
 def failure_record(error: Exception, kind: str, attempts: int) -> dict[str, Any]:
     """A failure as plain data for ``job.meta``: what the Future's error is rebuilt from."""
     recipients = getattr(error, "recipients", {}) or {}
@@ -141,7 +125,7 @@ def outcome(
     """
     delivery = meta.get("delivery")
     if status == FINISHED and isinstance(delivery, dict):
-        return Delivery(**delivery)
+        return delivery_from_record(delivery)
     error = meta.get("error")
     if isinstance(error, dict) and (status == FAILED or meta.get("final")):
         return failure_from(job_id, error)

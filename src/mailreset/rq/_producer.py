@@ -12,10 +12,11 @@ import rq
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 
-from mailreset._convert import positive_seconds, whole_number
+from mailreset._convert import env_prefix_setting, positive_seconds, whole_number
 from mailreset._envelope import Envelope, to_envelope
 from mailreset.errors import ConfigurationError, MailerClosed, MailerUnavailable
 from mailreset.mailers import Retry
+from mailreset.mailers._retry import retry_setting
 from mailreset.rq._jobs import FAILURE_CALLBACK, JOB_FUNCTION, new_meta
 from mailreset.rq._watcher import JobFuture, Watcher
 
@@ -39,21 +40,6 @@ WORKER_DEATH_RETRIES = 2
 
 def _whole_seconds(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     whole_number(f"RQMailer.{attribute.name}", value, unit="seconds")
-
-
-def _prefix(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not value.replace("_", "").isalnum():
-        raise ConfigurationError(
-            f"RQMailer.env_prefix must be an environment variable prefix such as 'MAIL_', "
-            f"not {value!r}"
-        )
-
-
-def _retry(instance: object, attribute: attrs.Attribute[Retry], value: Retry) -> None:
-    if not isinstance(value, Retry):
-        raise ConfigurationError(
-            f"RQMailer.retry must be a mailreset.Retry, not {type(value).__name__}"
-        )
 
 
 def connect(url: str) -> redis.Redis:
@@ -149,8 +135,8 @@ class RQMailer:
     """
 
     queue: rq.Queue
-    retry: Retry = attrs.field(validator=_retry)
-    env_prefix: str = attrs.field(validator=_prefix)
+    retry: Retry = attrs.field(validator=retry_setting)
+    env_prefix: str = attrs.field(validator=env_prefix_setting)
     job_timeout: int = attrs.field(validator=_whole_seconds)
     result_ttl: int = attrs.field(validator=_whole_seconds)
     failure_ttl: int = attrs.field(validator=_whole_seconds)

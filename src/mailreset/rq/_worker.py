@@ -27,11 +27,11 @@ import rq
 import rq.exceptions
 import rq.job
 
+from mailreset._delivery import delivery_record
 from mailreset._envelope import Envelope
 from mailreset.errors import InvalidMessage, PermanentFailure, TemporaryFailure
 from mailreset.rq._jobs import (
     META_KEY,
-    delivery_record,
     failure_from,
     failure_record,
     retry_interval,
