@@ -102,14 +102,15 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], log_path: Path) -> None
         )
 
 
-def smtp_clients(port: int, *, state: str = "01") -> int:
-    """How many TCP client sockets to 127.0.0.1:``port`` are in ``state`` (Linux).
+def smtp_client_sockets(port: int) -> dict[int, str]:
+    """The TCP client sockets to 127.0.0.1:``port`` (Linux): each one's local port and state.
 
-    ``state`` is the kernel's code: ``01`` established, ``06`` TIME_WAIT (a connection that
-    was closed a moment ago).
+    States are the kernel's codes: ``01`` established, ``06`` TIME_WAIT (closed a moment ago);
+    the others (``04``/``05`` FIN_WAIT, ``08`` CLOSE_WAIT, ``09`` LAST_ACK) are a close under
+    way. A local port names one connection, so two readings tell which connections are new.
     """
     wanted = f":{port:04X}"
-    count = 0
+    sockets: dict[int, str] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -118,6 +119,11 @@ def smtp_clients(port: int, *, state: str = "01") -> int:
         for line in lines:
             fields = line.split()
             # fields: sl, local address, remote address, state, ...
-            if fields[2].endswith(wanted) and fields[3] == state:
-                count += 1
-    return count
+            if fields[2].endswith(wanted):
+                sockets[int(fields[1].rsplit(":", 1)[1], 16)] = fields[3]
+    return sockets
+
+
+def smtp_clients(port: int) -> int:
+    """How many TCP client sockets to 127.0.0.1:``port`` are established (Linux)."""
+    return sum(state == "01" for state in smtp_client_sockets(port).values())
