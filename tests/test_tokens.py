@@ -78,10 +78,12 @@ def _parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return json.loads(_unb64(header)), json.loads(_unb64(payload))
 
 
-def _sign(header: dict[str, Any], payload: dict[str, Any], secret: str | bytes) -> str:
-    """A token built by hand, HMAC-SHA256 over whatever header and payload we like."""
+def _sign(header: dict[str, Any], payload: dict[str, Any] | bytes, secret: str | bytes) -> str:
+    """A token built by hand, HMAC-SHA256 over whatever header and payload (JSON of it, or the
+    bytes given) we like."""
     raw = secret.encode() if isinstance(secret, str) else secret
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(body)}"
     signature = hmac.digest(raw, signing_input.encode(), hashlib.sha256)
     return f"{signing_input}.{_b64(signature)}"
 
@@ -535,6 +537,24 @@ def _payload_not_an_object(
     return _sign(header, [1, 2], KEY), {"bind": STATE}  # type: ignore[arg-type]
 
 
+def _payload_not_json(service: TokenService, clock: SteppingClock) -> tuple[str, dict[str, Any]]:
+    header = _parts(_valid(service))[0]
+    return _sign(header, b'{"sub": "1", "exp": NaN', KEY), {"bind": STATE}
+
+
+def _payload_not_utf8(service: TokenService, clock: SteppingClock) -> tuple[str, dict[str, Any]]:
+    header = _parts(_valid(service))[0]
+    return _sign(header, b'{"sub": "\xff"}', KEY), {"bind": STATE}
+
+
+def _payload_nested_too_deep(
+    service: TokenService, clock: SteppingClock
+) -> tuple[str, dict[str, Any]]:
+    """Signed JSON nested deeper than the parser recurses, still under the length cap."""
+    header = _parts(_valid(service))[0]
+    return _sign(header, b'{"a":' + b"[" * 1400 + b"]" * 1400 + b"}", KEY), {"bind": STATE}
+
+
 ATTACKS: list[tuple[Attack, type[InvalidToken]]] = [
     (_alg_none, InvalidToken),
     (_alg_none_with_signature, InvalidToken),
@@ -566,6 +586,9 @@ ATTACKS: list[tuple[Attack, type[InvalidToken]]] = [
     (_string_expiry, InvalidToken),
     (_huge_expiry, InvalidToken),
     (_payload_not_an_object, InvalidToken),
+    (_payload_not_json, InvalidToken),
+    (_payload_not_utf8, InvalidToken),
+    (_payload_nested_too_deep, InvalidToken),
 ]
 
 

@@ -3,9 +3,8 @@
 ``TokenService`` hands untrusted token text to PyJWT only inside ``try: ... except
 JWT_ERRORS as exc: raise invalid_token(exc) from exc``, so a caller of ``TokenService.verify``
 only ever sees :class:`~mailreset.errors.InvalidToken` or one of its subclasses, with the
-original exception chained for diagnostics. Expiry never comes from here: ``verify`` checks the
-times itself (see ``tokens._DECODE_OPTIONS``), so PyJWT is never asked to raise
-``ExpiredSignatureError``.
+original exception chained for diagnostics. Expiry never comes from here: PyJWT checks only the
+JWS (header, algorithm, signature) and ``verify`` reads the claims, times included, itself.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from mailreset.errors import InvalidToken
 
 __all__ = ["JWT_ERRORS", "invalid_token"]
 
-#: What jwt.decode and jwt.get_unverified_header raise on hostile input: a PyJWTError for
+#: What PyJWS.decode and jwt.get_unverified_header raise on hostile input: a PyJWTError for
 #: everything they check, and, before PyJWT 2.10, a RecursionError from too deeply nested
 #: JSON in the header or payload (later versions turn that into a DecodeError too).
 JWT_ERRORS = (jwt.PyJWTError, RecursionError)
