@@ -214,6 +214,15 @@ class Postfix:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not self.running, 20.0, "the Postfix master exiting")
+        # The master's children (a cleanup mid-write, say) outlive it for a moment; a start
+        # while one still writes finds its half-written queue file.
+        try:
+            wait_until(lambda: not self._instance_pids(), 10.0, "Postfix's processes exiting")
+        except TimeoutError:
+            for leftover in self._instance_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(leftover, signal.SIGKILL)
+            wait_until(lambda: not self._instance_pids(), 10.0, "Postfix's processes dying")
         wait_until(lambda: not self._listening(any_port=True), 10.0, "Postfix ports closing")
 
     def stop_for(self, seconds: float) -> None:
@@ -256,6 +265,21 @@ class Postfix:
         except (FileNotFoundError, ValueError):
             return None
 
+    def _instance_pids(self) -> list[int]:
+        """The processes of this instance: Postfix hands ``MAIL_CONFIG`` to every one."""
+        marker = f"MAIL_CONFIG={self.config}".encode() + b"\0"
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environment = (entry / "environ").read_bytes()
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if marker in environment + b"\0":
+                pids.append(int(entry.name))
+        return pids
+
     def _listening(self, *, any_port: bool = False) -> bool:
         import socket
 
@@ -276,6 +300,11 @@ class Postfix:
             os.chmod(folder, 0o755)
         os.chown(self.data, self._uid, self._gid)
         os.chown(self.maildir_base, self._uid, self._gid)
+        # Postfix's commands write warnings to maillog_file as the mail owner (postsuper at a
+        # start after an outage, say); a log file root made first would refuse them.
+        log_file = self.directory / "postfix.log"
+        log_file.touch(mode=0o640)
+        os.chown(log_file, self._uid, self._gid)
         certificate = self._ca.issue_cert("localhost", "127.0.0.1")
         self._ca.cert_pem.write_to_path(self.ca_file)
         certificate.private_key_and_cert_chain_pem.write_to_path(str(self.config / "server.pem"))
