@@ -229,7 +229,7 @@ def test_the_token_never_carries_the_bound_state(service: TokenService) -> None:
 
     assert STATE not in json.dumps(payload)
     assert "pbkdf2" not in json.dumps(payload)
-    assert 22 == len(payload["bnd"])
+    assert 16 == len(payload["bnd"])  # 96 bits
 
 
 def test_the_state_digest_is_keyed(clock: SteppingClock) -> None:
@@ -604,6 +604,19 @@ def test_attack_is_refused_with_the_right_error(
     assert expected is type(caught.value)
 
 
+def test_a_token_with_the_typ_header_of_earlier_versions_still_verifies(
+    service: TokenService,
+) -> None:
+    """Earlier versions wrote ``"typ": "JWT"``; their unbound tokens verify (through the
+    header that is read rather than recognised byte for byte)."""
+    token = service.issue("reset_password", 1)
+    header, payload = _parts(token)
+    with_typ = _sign({**header, "typ": "JWT"}, payload, KEY)
+
+    assert "typ" not in header
+    assert "1" == service.verify(with_typ, "reset_password").subject
+
+
 def test_the_untouched_attack_baseline_verifies(service: TokenService) -> None:
     """The token the attacks start from is itself good, so each attack's change is what fails."""
     assert "1" == service.verify(_valid(service), "reset_password", bind=STATE).subject
@@ -751,7 +764,7 @@ def test_plain_pyjwt_verifies_our_token_and_reads_standard_claims() -> None:
     assert isinstance(payload["iat"], int)
     assert 600 == payload["exp"] - payload["iat"]
     assert "reset_password" == payload["pur"]
-    assert {"alg": "HS256", "kid": header["kid"], "typ": "JWT"} == header
+    assert {"alg": "HS256", "kid": header["kid"]} == header
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(token, OTHER_KEY, algorithms=["HS256"])
 

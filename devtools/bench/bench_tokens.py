@@ -60,8 +60,8 @@ def _pyjwt_our_shape() -> Any:
     def once() -> None:
         now = int(time.time())
         claims = {"sub": str(USER_ID), "iat": now, "exp": now + 600, "pur": "reset_password"}
-        claims["bnd"] = "A" * 22  # the length of our state digest
-        token = jwt.encode(claims, KEY, algorithm="HS256", headers={"kid": kid})
+        claims["bnd"] = "A" * 16  # the length of our state digest
+        token = jwt.encode(claims, KEY, algorithm="HS256", headers={"kid": kid, "typ": None})
         jwt.decode(token, KEY, algorithms=["HS256"], options={"verify_iat": False})
 
     return once
