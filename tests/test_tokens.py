@@ -327,6 +327,14 @@ def test_repr_never_shows_a_key() -> None:
     assert KEY[:8] not in text
 
 
+def _nested(depth: int) -> list[Any]:
+    """A list nested ``depth`` levels deep (deeper than JSON encoding recurses)."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -342,6 +350,8 @@ def test_repr_never_shows_a_key() -> None:
         {"extra": {1: "x"}},
         {"extra": {"when": datetime.now(timezone.utc)}},
         {"extra": {"nan": float("nan")}},
+        {"extra": {"inf": float("inf")}},
+        {"extra": {"deep": _nested(5000)}},
         {"extra": {"blob": "x" * MAX_TOKEN_LENGTH}},
     ],
 )

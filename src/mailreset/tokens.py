@@ -350,7 +350,8 @@ class TokenService:
             payload.update(_check_extra(extra))
         try:
             claims = _encode_claims(payload).encode("ascii")
-        except (TypeError, ValueError) as exc:  # only extra can hold what JSON cannot
+        # Only extra can hold what JSON cannot: other types, NaN, loops, too deep a nesting.
+        except (TypeError, ValueError, RecursionError) as exc:
             raise ConfigurationError(f"extra must hold JSON values only: {exc}") from exc
         token = _JWS.encode(
             claims, signer.secret, algorithm=self.algorithm, headers=signer.headers
