@@ -214,15 +214,6 @@ class Postfix:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not self.running, 20.0, "the Postfix master exiting")
-        # The master's children (a cleanup mid-write, say) outlive it for a moment; a start
-        # while one still writes finds its half-written queue file.
-        try:
-            wait_until(lambda: not self._instance_pids(), 10.0, "Postfix's processes exiting")
-        except TimeoutError:
-            for leftover in self._instance_pids():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(leftover, signal.SIGKILL)
-            wait_until(lambda: not self._instance_pids(), 10.0, "Postfix's processes dying")
         wait_until(lambda: not self._listening(any_port=True), 10.0, "Postfix ports closing")
 
     def stop_for(self, seconds: float) -> None:
@@ -264,21 +255,6 @@ class Postfix:
             return int(path.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-
-    def _instance_pids(self) -> list[int]:
-        """The processes of this instance: Postfix hands ``MAIL_CONFIG`` to every one."""
-        marker = f"MAIL_CONFIG={self.config}".encode() + b"\0"
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                environment = (entry / "environ").read_bytes()
-            except OSError:  # gone meanwhile, or not ours to read
-                continue
-            if marker in environment + b"\0":
-                pids.append(int(entry.name))
-        return pids
 
     def _listening(self, *, any_port: bool = False) -> bool:
         import socket
