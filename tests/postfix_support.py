@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -42,6 +44,8 @@ DOMAIN = "mail.test"
 USER = "sender"
 PASSWORD = "correct horse battery staple"
 REALM = "mail.test"
+# "by mail.test (Postfix) with ESMTPSA id 4Fq2Lw0Xk9z1" in the Received header Postfix adds
+_QUEUE_ID = re.compile(r"\(Postfix\)[^;]*?\bid ([0-9A-Za-z]+)")
 
 # A minimal master.cf: no chroot (the instance's files live in a temp dir, not under a jail).
 _SERVICES = """\
@@ -149,7 +153,17 @@ class Postfix:
 
     def delivered(self) -> Counter[str]:
         """How many copies of each Message-ID reached the Maildir (new/ and cur/)."""
-        counts: Counter[str] = Counter()
+        return Counter({message_id: len(ids) for message_id, ids in self.copies().items()})
+
+    def copies(self) -> dict[str, list[str]]:
+        """Each Message-ID in the Maildir with the Postfix queue id of every copy.
+
+        Two copies with one queue id are one accepted message delivered twice by Postfix
+        itself (its delivery agent was stopped after writing the file and before reporting
+        it done, so the queue manager delivered it again): the client handed it over once.
+        Two queue ids are two handovers by the client.
+        """
+        copies: dict[str, list[str]] = {}
         for folder in ("new", "cur"):
             path = self.maildir / folder
             if not path.is_dir():
@@ -160,23 +174,48 @@ class Postfix:
                 except FileNotFoundError:  # moved from new/ to cur/ meanwhile
                     continue
                 headers = BytesHeaderParser().parsebytes(raw)
-                counts[str(headers.get("Message-ID", "")).strip()] += 1
-        return counts
+                message_id = str(headers.get("Message-ID", "")).strip()
+                received = _QUEUE_ID.search(str(headers.get("Received", "")))
+                copies.setdefault(message_id, []).append(received[1] if received else "")
+        return copies
 
     def wait_delivered(self, count: int, timeout: float = 60.0) -> Counter[str]:
         """Wait until ``count`` messages are in the Maildir and the queue is empty."""
-        wait_until(
-            lambda: sum(self.delivered().values()) >= count and self.queue_empty(),
-            timeout,
-            f"{count} messages in {self.maildir}",
-        )
+        try:
+            wait_until(
+                lambda: sum(self.delivered().values()) >= count and self.queue_empty(),
+                timeout,
+                f"{count} messages in {self.maildir}",
+            )
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; {self.state()}") from None
         return self.delivered()
 
+    def state(self) -> str:
+        """What was delivered, what each queue holds, and the log's tail: for failure messages."""
+        queued = {
+            name: (
+                sum(_complete(path) for path in (self.queue / name).rglob("*")),
+                sum(path.is_file() for path in (self.queue / name).rglob("*")),
+            )
+            for name in ("maildrop", "incoming", "active", "deferred", "hold", "corrupt")
+            if (self.queue / name).is_dir()
+        }
+        return (
+            f"{sum(self.delivered().values())} delivered, queues (complete, all files) {queued}, "
+            f"running={self.running}; log tail:\n{self.log()[-4000:]}"
+        )
+
     def queue_empty(self) -> bool:
-        """True when nothing waits in Postfix's incoming, active or deferred queues."""
+        """True when no accepted message waits in Postfix's incoming, active or deferred queues.
+
+        Postfix marks a queue file complete with its owner-execute bit; a file without it is
+        what a stop left of a transaction the client saw fail (and sent again): never
+        delivered, so not waited for.
+        """
         for name in ("incoming", "active", "deferred", "maildrop"):
             folder = self.queue / name
-            if folder.is_dir() and any(path.is_file() for path in folder.rglob("*")):
+            if folder.is_dir() and any(_complete(path) for path in folder.rglob("*")):
                 return False
         return True
 
@@ -338,6 +377,12 @@ class Postfix:
             "maillog_file": str(self.directory / "postfix.log"),
             "maillog_file_prefixes": str(self.directory),
             "biff": "no",
+            # A message whose delivery a stop interrupted is deferred; Postfix's defaults would
+            # retry it after 5 minutes, longer than any test waits. A real server's timers do
+            # not change what our client is told, only when the Maildir sees the message.
+            "queue_run_delay": "1s",
+            "minimal_backoff_time": "1s",
+            "maximal_backoff_time": "2s",
             "smtputf8_enable": "yes",
             "alias_maps": "",
             "alias_database": "",
@@ -358,3 +403,11 @@ class Postfix:
             "  -o smtpd_tls_wrappermode=yes\n  -o smtpd_tls_security_level=encrypt\n"
         )
         (self.config / "master.cf").write_text(inet + _SERVICES)
+
+
+def _complete(path: Path) -> bool:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:  # moved on by the queue manager meanwhile
+        return False
+    return stat.S_ISREG(mode) and bool(mode & stat.S_IXUSR)
