@@ -211,15 +211,11 @@ class SinkStore(CaptureStore):
 
     def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]:
         """Wait until at least ``count`` messages are kept; return them, oldest first."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while len(self._entries) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"expected {count} message(s) within {timeout}s, got {len(self._entries)}"
-                    )
-                self._cond.wait(left)
+            if not self._cond.wait_for(lambda: len(self._entries) >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} message(s) within {timeout}s, got {len(self._entries)}"
+                )
             entries = list(self._entries.values())
         return _readable(entries)
 

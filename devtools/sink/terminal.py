@@ -14,7 +14,6 @@ from __future__ import annotations
 import queue
 import re
 import threading
-import time
 from typing import TextIO
 
 from devtools.sink.store import StoredMessage
@@ -74,14 +73,9 @@ class TerminalPrinter:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued block is printed; False if ``timeout`` passed first."""
         self._hurry.set()
-        deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(left)
-        return True
+        tasks = self._queue
+        with tasks.all_tasks_done:
+            return tasks.all_tasks_done.wait_for(lambda: not tasks.unfinished_tasks, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Print what is queued, then stop the thread."""

@@ -434,14 +434,8 @@ class PasswordReset(Generic[U]):
         """Wait until every accepted request was handed to the mailer; False on timeout."""
         if self._fork != forks[0]:
             self._after_fork()
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._pending:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._done.wait(left)
-        return True
+            return self._done.wait_for(lambda: not self._pending, timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Stop accepting requests, finish the pending ones, stop the workers.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
 from concurrent.futures import Future
 from email.message import Message
@@ -228,17 +227,13 @@ class CeleryMailer:
         Raises :class:`TimeoutError` naming how many tasks are still pending after ``timeout``
         seconds (None: wait as long as it takes).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._pending:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(
-                        f"CeleryMailer.flush: {len(self._pending)} task(s) still pending after "
-                        f"{timeout}s: are the workers running (`celery -A mailreset.celery "
-                        "worker`, or your app's workers with register_task)?"
-                    )
-                self._lock.wait(left)
+            if not self._lock.wait_for(lambda: not self._pending, timeout):
+                raise TimeoutError(
+                    f"CeleryMailer.flush: {len(self._pending)} task(s) still pending after "
+                    f"{timeout}s: are the workers running (`celery -A mailreset.celery "
+                    "worker`, or your app's workers with register_task)?"
+                )
 
     def close(self, timeout: float | None = 0.0) -> None:
         """Stop accepting messages and stop watching the tasks.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -95,16 +94,10 @@ class Watcher:
 
     def wait(self, timeout: float | None) -> bool:
         """Wait until no Future is pending; False when ``timeout`` seconds passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             if self._pending:
                 self._start()  # a forked child's first look at Futures made in the parent
-            while self._pending:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._changed.wait(left)
-        return True
+            return self._changed.wait_for(lambda: not self._pending, timeout)
 
     def stop(self) -> dict[str, JobFuture]:
         """Stop the thread; return the Futures still pending (the caller settles them)."""

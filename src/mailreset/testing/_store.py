@@ -8,7 +8,6 @@ read, wait and assert the same way. Standard library only: no aiosmtpd needed.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from re import Pattern
 
@@ -97,16 +96,12 @@ class CaptureStore:
         For mail sent from other threads. Raises :class:`TimeoutError` listing what did
         arrive when ``timeout`` seconds pass.
         """
-        deadline = time.monotonic() + timeout
         with self._changed:
-            while len(self._messages) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"expected {count} message(s) within {timeout}s, "
-                        f"got {len(self._messages)}" + _listing(self._messages)
-                    )
-                self._changed.wait(left)
+            if not self._changed.wait_for(lambda: len(self._messages) >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} message(s) within {timeout}s, "
+                    f"got {len(self._messages)}" + _listing(self._messages)
+                )
             return list(self._messages)
 
     def assert_sent(
