@@ -247,7 +247,7 @@ def test_workers_start_lazily() -> None:
     mailer.close()
 
     assert before == made
-    assert 1 == len(mailer._threads)
+    assert 1 == len(mailer._pool.threads)
 
 
 def test_more_connections_only_while_messages_wait() -> None:
@@ -338,7 +338,7 @@ def test_idle_connection_is_closed_and_reopened() -> None:
     memory = MemoryTransport()
     mailer = ThreadedMailer(memory, idle_timeout=0.05)
     mailer.send(make_message(1)).result(5)
-    first = mailer._threads[0]
+    first = mailer._pool.threads[0]
     first.join(5)
     closed_while_idle = not memory.is_open
     mailer.send(make_message(2)).result(5)

@@ -146,7 +146,7 @@ def test_an_idle_mailer_sleeps(smtp_sink: SMTPSink, tmp_path: Path, spool: bool)
     futures = [mailer.send(make_message(number)) for number in range(40)]
     assert all(future.result(10).accepted for future in futures)
     time.sleep(0.2)  # the last replies, logging and replay threads settle
-    threads = [thread for thread in mailer._threads if thread.is_alive()]
+    threads = [thread for thread in mailer._pool.threads if thread.is_alive()]
     ids = [thread.native_id for thread in threads if thread.native_id is not None]
     assert ids
 
@@ -164,7 +164,7 @@ def test_idle_timeout_is_the_only_wake_up(smtp_sink: SMTPSink) -> None:
     """With idle_timeout=1 a worker wakes once, closes its connection and ends."""
     mailer = ThreadedMailer(smtp_sink.settings, idle_timeout=1.0)
     mailer.send(make_message(1)).result(10)
-    [worker] = mailer._threads
+    [worker] = mailer._pool.threads
     assert worker.native_id is not None
     before = voluntary_switches(worker.native_id)
     time.sleep(0.8)

@@ -31,7 +31,7 @@ FAULTS = 20
 
 
 def _live(mailer: ThreadedMailer) -> int:
-    return sum(1 for thread in mailer._threads if thread.is_alive())
+    return sum(1 for thread in mailer._pool.threads if thread.is_alive())
 
 
 def _reported_live(mailer: ThreadedMailer) -> int:

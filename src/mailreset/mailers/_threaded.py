@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import queue
@@ -14,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from email.message import Message
 from pathlib import Path
-from typing import Any
 
 from mailreset._clock import Clock, utc_now
 from mailreset._convert import seconds, whole_number
@@ -31,7 +29,9 @@ from mailreset.errors import (
     QueueFull,
     TemporaryFailure,
 )
-from mailreset.mailers._protocol import OnFailure, check_on_failure, report
+from mailreset.mailers._jobs import STOP, Endings, Job, unexpected
+from mailreset.mailers._pool import WorkerPool, close_quietly
+from mailreset.mailers._protocol import OnFailure, check_on_failure
 from mailreset.mailers._replay import replay
 from mailreset.mailers._retry import GiveBack, Retry, Sleep, deliver
 from mailreset.spool import Spool, SpooledMessage
@@ -40,53 +40,7 @@ from mailreset.transports import SMTPSettings, SMTPTransport, Transport
 log = logging.getLogger("mailreset")
 
 
-class _Job:
-    """One queued message: its Future, its envelope, its spool file and the original message."""
-
-    __slots__ = ("envelope", "future", "message", "path", "running")
-
-    def __init__(self, envelope: Envelope, path: Path | None, message: Message | None) -> None:
-        self.future: Future[Delivery] = Future()
-        self.envelope = envelope
-        self.path = path
-        #: What the caller passed, for on_failure; None for an Envelope, a spooled one, or
-        #: when there is no on_failure (report() then parses the envelope back if needed).
-        self.message = message
-        #: Its Future was set running (a message given back to the queue keeps that).
-        self.running = False
-
-
 TransportSource = SMTPSettings | Transport | Callable[[], Transport]
-
-_STOP: Any = object()
-
-
-def _close_quietly(transport: Transport | None) -> None:
-    """Close ``transport``; its errors are logged, never raised into a worker."""
-    if transport is None:
-        return
-    try:
-        transport.close()
-    except Exception as error:
-        log.warning("closing %r failed: %s", transport, redact(str(error)))
-    return
-
-
-def _unexpected(error: BaseException) -> PermanentFailure:
-    """A DeliveryError for a Future, from an error no transport should raise.
-
-    Not retried (nothing says a retry helps), and ``maybe_delivered``: the transport broke
-    somewhere inside ``send``, so nobody can say that the server did not take the message.
-    """
-    try:
-        text = str(error)
-    except Exception:  # an exception whose own str() raises must not kill the worker
-        text = "(its message cannot be shown)"
-    return PermanentFailure(
-        f"unexpected {type(error).__name__} while sending: {text}",
-        original_error=error,
-        maybe_delivered=True,
-    )
 
 
 def _safe_repr(transport: object) -> str:
@@ -178,6 +132,7 @@ class ThreadedMailer:
         self.retry = retry if retry is not None else Retry()
         self.on_failure = on_failure
         self.spool = spool if isinstance(spool, Spool) or spool is None else Spool(spool)
+        self._endings = Endings(self.spool, on_failure)
         self._clock = clock or utc_now
         self._sleep = sleep or time.sleep
         self._closed = False
@@ -190,18 +145,14 @@ class ThreadedMailer:
 
     def _new_process_state(self) -> None:
         self._fork = forks[0]
-        self._queue: queue.Queue[_Job] = queue.Queue(self.max_queue)
-        self._lock = threading.Lock()
-        self._live = 0  # worker threads alive
-        self._idle = 0  # of which waiting for a message
-        self._starved = False  # a busy worker could not grow: the queue was empty then
-        self._threads: list[threading.Thread] = []
+        self._queue: queue.Queue[Job] = queue.Queue(self.max_queue)
+        self._pool = WorkerPool(
+            self._queue, self.workers, self.idle_timeout, self._take, self._endings.fail
+        )
+        self._pool.closed = self._closed
         self._started = False
         self._replayed = threading.Event()
         self._replayed.set()
-        self._proven = False  # a connection delivered since the start or the last halt
-        self._ceiling = self.workers  # the most connections the server accepted lately
-        self._grow_after = 0.0  # time.monotonic() after which the pool may grow again
         self._halt_error: DeliveryError | None = None  # a failure no retry fixes
         self._halt_until = 0.0  # time.monotonic() until which nothing connects
 
@@ -216,9 +167,9 @@ class ThreadedMailer:
     def __repr__(self) -> str:
         self._check_fork()
         state = "closed" if self._closed else "open"
-        alive = sum(1 for thread in self._threads if thread.is_alive())
         return (
-            f"<ThreadedMailer {state} workers={alive}/{self.workers} queued={self._queue.qsize()}>"
+            f"<ThreadedMailer {state} workers={self._pool.alive()}/{self.workers} "
+            f"queued={self._queue.qsize()}>"
         )
 
     # -- the caller's side -------------------------------------------------------------------
@@ -242,7 +193,7 @@ class ThreadedMailer:
             raise MailerClosed("this ThreadedMailer is closed; make a new one to send more")
         self._check_fork()
         envelope = to_envelope(message)
-        job = _Job(
+        job = Job(
             envelope,
             None if self.spool is None else self._write(envelope),
             # Kept only for on_failure: a queued message would otherwise cost its parse tree
@@ -255,18 +206,16 @@ class ThreadedMailer:
             else:
                 self._queue.put(job, timeout=timeout)
         except queue.Full:
-            self._forget(job)
+            self._endings.forget(job)
             raise QueueFull(
                 f"{self.max_queue} messages are waiting (max_queue); raise max_queue or "
                 "workers, or pass send(..., timeout=seconds) to wait for room"
             ) from None
-        if not self._live:
+        pool = self._pool
+        if not pool.live:
             self._start_first()
-        elif self._starved:
-            # Every worker took its message from an empty queue and is busy with it: nobody
-            # else would add the connection this message waits for.
-            self._starved = False
-            self._maybe_grow()
+        elif pool.starved:
+            pool.wake()
         return job.future
 
     def _write(self, envelope: Envelope) -> Path:
@@ -286,7 +235,8 @@ class ThreadedMailer:
         self._start_first()
 
     def _start_first(self) -> None:
-        with self._lock:
+        pool = self._pool
+        with pool.lock:
             if not self._started:
                 self._started = True
                 if self.spool is not None:
@@ -298,8 +248,8 @@ class ThreadedMailer:
                         daemon=True,
                     )
                     replaying.start()
-            if self._live == 0:
-                self._spawn()
+            if pool.live == 0:
+                pool.start_one()
 
     def _after_fork(self) -> None:
         # The parent's threads, connections and queued messages stay the parent's.
@@ -317,15 +267,13 @@ class ThreadedMailer:
         if not self._replayed.wait(timeout):
             raise TimeoutError(f"the spool replay did not finish within {timeout}s")
         tasks = self._queue
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         with tasks.all_tasks_done:
-            while tasks.unfinished_tasks:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(
-                        f"{tasks.unfinished_tasks} message(s) still pending after {timeout}s; "
-                        "wait longer, or raise workers"
-                    )
-                tasks.all_tasks_done.wait(left)
+            if not tasks.all_tasks_done.wait_for(lambda: not tasks.unfinished_tasks, left):
+                raise TimeoutError(
+                    f"{tasks.unfinished_tasks} message(s) still pending after {timeout}s; "
+                    "wait longer, or raise workers"
+                )
         return True
 
     def close(self, timeout: float | None = None) -> None:
@@ -341,6 +289,7 @@ class ThreadedMailer:
             atexit.unregister(self._close_at_exit)
             self._drain_at_exit = False
         self._closed = True
+        self._pool.closed = True
         if self._fork != forks[0]:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -350,15 +299,8 @@ class ThreadedMailer:
         except TimeoutError as error:
             timed_out = error
             self._abandon_queued()
-        with self._lock:
-            live = self._live
-        for _ in range(live):
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait(_STOP)
-        for thread in list(self._threads):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            thread.join(left)
-        if self.spool is not None and not any(thread.is_alive() for thread in self._threads):
+        stopped = self._pool.stop(deadline)
+        if self.spool is not None and stopped:
             # What stays on disk (kept after a failure no retry fixes, or not sent in time)
             # is for the next mailer on this folder, in this process or the next.
             self.spool.close()
@@ -372,13 +314,13 @@ class ThreadedMailer:
             except queue.Empty:
                 return
             try:
-                if item is not _STOP:
+                if item is not STOP:
                     error = TemporaryFailure(
                         "the mailer closed before sending this message (close(timeout=...) "
                         "ran out)"
                         + ("; it stays in the spool for the next start" if item.path else "")
                     )
-                    self._fail(item, error, keep=True)
+                    self._endings.fail(item, error, keep=True)
             finally:
                 self._queue.task_done()
 
@@ -396,114 +338,9 @@ class ThreadedMailer:
 
     # -- the workers' side --------------------------------------------------------------------
 
-    def _spawn(self) -> None:
-        """Start one worker; the caller holds ``self._lock``."""
-        thread = threading.Thread(
-            target=self._work, name=f"mailreset-worker-{len(self._threads) + 1}", daemon=True
-        )
-        self._live += 1
-        try:
-            thread.start()
-        except BaseException:
-            self._live -= 1
-            raise
-        self._threads = [*(t for t in self._threads if t.is_alive()), thread]
-
-    def _limit(self) -> int:
-        # After the server refused a connection, the pool stays at the size that worked until
-        # a backoff has passed; then it may try to grow again.
-        if self._ceiling < self.workers and time.monotonic() >= self._grow_after:
-            self._ceiling = self.workers
-        return self._ceiling
-
-    def _maybe_grow(self) -> None:
-        # Another connection only while messages wait, no worker is free for them, and a
-        # connection has worked: a wrong password must cost one AUTH, not one per worker.
-        if self._idle or not self._proven or self._live >= self._limit():
-            return
-        if not self._queue.qsize():
-            self._starved = True  # the next send grows instead
-            return
-        with self._lock:
-            if not self._idle and self._live < self._limit() and not self._closed:
-                try:
-                    self._spawn()
-                except RuntimeError as error:  # no new threads (interpreter shutdown)
-                    log.debug("no extra worker: %s", error)
-
     def _backoff(self, delay: float) -> None:
-        self._maybe_grow()
+        self._pool.maybe_grow()
         self._sleep(delay)
-
-    def _work(self) -> None:
-        transport: Transport | None = None
-        counted = True  # this thread is in self._live
-        try:
-            while True:
-                item: _Job | None
-                try:
-                    # While messages wait, take the next one without the idle bookkeeping.
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    item = self._wait_for_work()
-                if item is None:
-                    _close_quietly(transport)
-                    transport = None
-                    if self._leave_if_idle():
-                        counted = False
-                        return
-                    continue
-                if item is _STOP:
-                    self._queue.task_done()
-                    return
-                leave = False
-                try:
-                    transport, leave = self._take(item, transport)
-                # The last line of defence: a worker never dies, whatever a transport raises
-                # (SystemExit from a plug-in included), and the message still gets its end.
-                except BaseException as error:
-                    log.exception("unexpected error in a mailreset worker")
-                    _close_quietly(transport)
-                    transport = None
-                    try:
-                        self._fail(item, _unexpected(error), keep=False)
-                    except BaseException:  # on_failure raised SystemExit, say: Future is set
-                        log.exception("on_failure raised; the worker goes on")
-                finally:
-                    self._queue.task_done()
-                if leave:
-                    counted = False
-                    return
-        finally:
-            _close_quietly(transport)
-            if counted:
-                with self._lock:
-                    self._live -= 1
-
-    def _wait_for_work(self) -> _Job | None:
-        """The next queued item, or None after ``idle_timeout``; counted as idle meanwhile."""
-        with self._lock:
-            self._idle += 1
-        try:
-            return self._queue.get(timeout=self.idle_timeout)
-        except queue.Empty:
-            return None
-        finally:
-            with self._lock:
-                self._idle -= 1
-
-    def _leave_if_idle(self) -> bool:
-        with self._lock:
-            self._live -= 1
-        # A send may have queued a message after our get() gave up and seen us still
-        # alive; whoever sees the queue non-empty with nobody left takes it.
-        if self._queue.empty():
-            return True
-        with self._lock:
-            if self._live == 0:
-                self._live += 1
-                return False
-        return True
 
     def _halted(self) -> DeliveryError | None:
         """The failure no retry fixes that stops connecting for now, if any."""
@@ -512,26 +349,25 @@ class ThreadedMailer:
             return None
         return error
 
-    def _take(self, job: _Job, transport: Transport | None) -> tuple[Transport | None, bool]:
+    def _take(self, job: Job, transport: Transport | None) -> tuple[Transport | None, bool]:
         """Deliver ``job``; return the transport to keep and whether this worker leaves.
 
-        A worker told to leave is no longer counted in ``_live`` (it gave its message back).
+        A worker told to leave is no longer counted as live (it gave its message back).
         """
-        if not job.running:
-            job.running = True
-            if not job.future.set_running_or_notify_cancel():
-                self._forget(job)
-                return transport, False
+        endings, pool = self._endings, self._pool
+        if not job.start():
+            endings.forget(job)
+            return transport, False
         halted = self._halted()
         if halted is not None:
-            self._fail(job, halted, keep=True)
+            endings.fail(job, halted, keep=True)
             return transport, False
         if transport is None:
             try:
                 transport = self._factory()
             except Exception as error:
                 log.error("the transport factory raised", exc_info=error)
-                self._fail(
+                endings.fail(
                     job,
                     PermanentFailure(
                         f"the transport factory raised {type(error).__name__}: {error}",
@@ -540,34 +376,19 @@ class ThreadedMailer:
                     keep=False,
                 )
                 return None, False
-        if self._proven:
-            self._maybe_grow()
+        if pool.proven:
+            pool.maybe_grow()
         was_open = bool(getattr(transport, "is_open", True))
 
         def give_back(error: TemporaryFailure) -> bool:
             # Refused at connect (421, or refused) while other connections to the server
-            # work: the server's connection limit, not this message's fault. The message
-            # goes back on the queue and this worker leaves, in one step under the lock, so
-            # that two workers refused at once never both leave (and strand the queue).
+            # work: the server's connection limit, not this message's fault.
             if was_open:
                 return False
             refused = error.smtp_code == 421 or isinstance(
                 error.original_error, ConnectionRefusedError
             )
-            if not refused:
-                return False
-            with self._lock:
-                if self._live < 2:
-                    return False
-                try:
-                    self._queue.put_nowait(job)
-                except queue.Full:
-                    return False
-                self._live -= 1  # this worker, which leaves uncounted
-                self._ceiling = max(1, self._live)
-                self._grow_after = time.monotonic() + self.retry.maximum
-                self._proven = False
-            return True
+            return refused and pool.give_back(job, hold_for=self.retry.maximum)
 
         try:
             delivery = deliver(
@@ -584,39 +405,40 @@ class ThreadedMailer:
                 "%s refused another connection (%s); the pool shrinks to %d",
                 transport,
                 redact(str(back.error)),
-                self._ceiling,
+                pool.ceiling,
             )
-            _close_quietly(transport)
+            close_quietly(transport)
             return None, True
         except DeliveryError as error:
             if error.every_message:
                 self._halt(job, error)
-                _close_quietly(transport)
+                close_quietly(transport)
                 return None, False
-            self._fail(job, error, keep=False)
+            endings.fail(job, error, keep=False)
             return transport, False
         except Exception as error:
             log.error("unexpected error from %r", _safe_repr(transport), exc_info=error)
-            self._fail(job, _unexpected(error), keep=False)
-            _close_quietly(transport)
+            endings.fail(job, unexpected(error), keep=False)
+            close_quietly(transport)
             return None, False
-        self._proven = True
-        self._succeed(job, delivery)
+        pool.proven = True
+        endings.succeed(job, delivery)
         return transport, False
 
-    def _halt(self, job: _Job, error: DeliveryError) -> None:
+    def _halt(self, job: Job, error: DeliveryError) -> None:
         """One attempt showed that no retry helps: stop connecting, end what waits."""
-        with self._lock:
+        endings, pool = self._endings, self._pool
+        with pool.lock:
             self._halt_error = error
             self._halt_until = time.monotonic() + self.retry.maximum
-            self._proven = False
+            pool.proven = False
         log.error(
             "%s; no connection for %.0fs, and the messages waiting now fail with this error%s",
             redact(str(error)),
             self.retry.maximum,
             " (they stay in the spool for the next start)" if self.spool is not None else "",
         )
-        self._fail(job, error, keep=True)
+        endings.fail(job, error, keep=True)
         stops = 0
         while True:
             try:
@@ -624,51 +446,17 @@ class ThreadedMailer:
             except queue.Empty:
                 break
             try:
-                if item is _STOP:
+                if item is STOP:
                     stops += 1
-                    continue
-                if not item.running:
-                    item.running = True
-                    if not item.future.set_running_or_notify_cancel():
-                        self._forget(item)
-                        continue
-                self._fail(item, error, keep=True)
+                elif item.start():
+                    endings.fail(item, error, keep=True)
+                else:
+                    endings.forget(item)
             finally:
                 self._queue.task_done()
         for _ in range(stops):  # close() asked other workers to stop: pass it on
-            self._queue.put(_STOP)
-
-    def _forget(self, job: _Job) -> None:
-        if job.path is not None and self.spool is not None:
-            try:
-                self.spool.remove(job.path)
-            except OSError as error:
-                log.warning("could not remove spool file %s: %s", job.path.name, error)
-
-    def _succeed(self, job: _Job, delivery: Delivery) -> None:
-        self._forget(job)
-        if not job.future.done():
-            job.future.set_result(delivery)
-
-    def _fail(self, job: _Job, error: BaseException, *, keep: bool) -> None:
-        """End ``job`` with ``error`` exactly once; ``keep`` leaves its spool file in place."""
-        if job.path is not None and self.spool is not None and not keep:
-            try:
-                self.spool.set_aside(job.path)
-            except Exception as spool_error:
-                log.warning("could not set spool file %s aside: %s", job.path, spool_error)
-        if job.future.done():
-            return
-        if not job.running:
-            job.running = True
-            if not job.future.set_running_or_notify_cancel():
-                return
-        # on_failure first: once a Future is done, its callback has been told as well.
-        try:
-            report(self.on_failure, job.message, job.envelope, error)
-        finally:
-            job.future.set_exception(error)
+            self._queue.put(STOP)
 
     def _requeue(self, left: SpooledMessage) -> None:
         """Queue a message the spool replay found (blocking while the queue is full)."""
-        self._queue.put(_Job(left.envelope, left.path, None))
+        self._queue.put(Job(left.envelope, left.path, None))
