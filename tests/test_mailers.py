@@ -287,9 +287,11 @@ def test_more_connections_only_while_messages_wait() -> None:
 def test_no_growth_before_a_delivery() -> None:
     """Until a connection has delivered, one worker: bad settings cost one try, not workers."""
     gates: list[Gate] = []
+    opened = threading.Event()
 
     def factory() -> Gate:
         gates.append(Gate())
+        gates[-1].opened = opened  # the pool may grow once the first delivered
         return gates[-1]
 
     mailer = ThreadedMailer(factory, workers=4)
@@ -301,10 +303,32 @@ def test_no_growth_before_a_delivery() -> None:
     gates[0].wait_until_waiting(1)
     time.sleep(0.5)  # time in which a growing pool would have made a second transport
     assert 1 == len(gates)
-    gates[0].opened.set()
+    opened.set()
     mailer.close(10)
 
     assert all(future.result(0) for future in futures)
+
+
+def test_close_drains_with_a_growing_pool() -> None:
+    """close() right after a burst still opens more connections to drain it (up to workers)."""
+    opened: list[MemoryTransport] = []
+
+    class Slow(MemoryTransport):
+        def send(self, envelope: Envelope) -> Delivery:
+            time.sleep(0.05)  # a server a few round trips away
+            return super().send(envelope)
+
+    def factory() -> Slow:
+        opened.append(Slow())
+        return opened[-1]
+
+    mailer = ThreadedMailer(factory, workers=3)
+    futures = [mailer.send(make_message(number)) for number in range(10)]
+    mailer.close(10)  # before the first delivery (50 ms) proved the settings
+
+    assert all(future.result(0) for future in futures)
+    assert 2 <= len(opened) <= 3
+    assert 10 == sum(len(transport.envelopes) for transport in opened)
 
 
 def test_single_transport_means_one_worker() -> None:

@@ -125,7 +125,10 @@ def _after(futures: dict[str, Future[Delivery]], count: int) -> threading.Event:
 
 def _wait_logged(postfix: Postfix, text: str) -> None:
     """Wait until Postfix's log holds ``text`` (postlogd writes it a moment later)."""
-    wait_until(lambda: text in postfix.log(), 10.0, f"{text!r} in Postfix's log")
+    try:
+        wait_until(lambda: text in postfix.log(), 10.0, f"{text!r} in Postfix's log")
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; {postfix.state()}") from None
 
 
 def _clean(counts: Counts, sent: int) -> None:

@@ -131,9 +131,11 @@ class WorkerPool:
     def stop(self, deadline: float | None) -> bool:
         """Tell every worker to stop and wait for them until ``deadline`` (monotonic).
 
-        True when none is alive any more.
+        True when none is alive any more. Until then the pool may still grow: a close()
+        drains the queue with as many connections as a burst would get.
         """
         with self.lock:
+            self.closed = True  # a worker started after this would miss its STOP
             live = self.live
         for _ in range(live):
             try:

@@ -289,7 +289,6 @@ class ThreadedMailer:
             atexit.unregister(self._close_at_exit)
             self._drain_at_exit = False
         self._closed = True
-        self._pool.closed = True
         if self._fork != forks[0]:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
