@@ -401,10 +401,10 @@ def test_wrong_password_is_permanent(
 
 def test_default_context_is_built_once() -> None:
     """Two TLS transports without a context share one default SSLContext."""
-    from mailreset.transports import _tls_context
+    from mailreset._connect import tls_context
 
-    first = _tls_context(SMTPSettings(starttls=True))
-    second = _tls_context(SMTPSettings(ssl=True, port=465))
+    first = tls_context(SMTPSettings(starttls=True))
+    second = tls_context(SMTPSettings(ssl=True, port=465))
 
     assert first is second
     assert ssl.CERT_REQUIRED == first.verify_mode

@@ -24,7 +24,7 @@ from mailreset._smtp_errors import mapping_smtp_errors
 from mailreset.errors import DeliveryError, PermanentFailure
 
 if TYPE_CHECKING:
-    from mailreset.transports import SMTPSettings
+    from mailreset._settings import SMTPSettings
 
 _REPLY_LINE = re.compile(rb"^[2-5][0-9][0-9][ -]")
 # PLAIN first: one round trip, fine under TLS; LOGIN for old servers; CRAM-MD5 last, since
