@@ -129,3 +129,81 @@ def test_idle_flow_still_answers_the_next_request(
 
     assert used_flow.flush(timeout=10)
     assert [(ADDRESSES[1],)] == [message.envelope_to for message in smtp_sink.wait_for(1)]
+
+
+class _CountedWakeUps:
+    """Counts the flow's wake-up calls to its sleeping workers (a notify on ``_wakeup``)."""
+
+    def __init__(self, flow: PasswordReset[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        notify = flow._wakeup.notify
+
+        def counted(n: int = 1) -> None:
+            self.calls += 1
+            notify(n)
+
+        monkeypatch.setattr(flow._wakeup, "notify", counted)
+
+
+def _flow_that_sent_one(
+    users: MemoryUserStore, outbox: Any, monkeypatch: pytest.MonkeyPatch, linger: float
+) -> tuple[PasswordReset[Any], _CountedWakeUps]:
+    """A flow whose workers lingering ``linger`` s have handled one request, and the count
+    of wake-up calls from then on."""
+    monkeypatch.setattr("mailreset.reset._LINGER", linger)
+    flow = _flow(outbox, users)
+    flow.request(ADDRESSES[0])  # starts the workers
+    assert flow.flush(timeout=10)
+    return flow, _CountedWakeUps(flow, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("linger", "quiet", "wake_up_calls"),
+    [
+        # A linger longer than any stall of a test machine: the next request finds it.
+        pytest.param(1.0, 0.0, 0, id="soon-after-the-last"),
+        pytest.param(0.05, 0.5, 1, id="after-a-quiet-spell"),
+    ],
+)
+def test_a_worker_lingers_then_sleeps(
+    *,
+    users: MemoryUserStore,
+    mail_outbox: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    linger: float,
+    quiet: float,
+    wake_up_calls: int,
+) -> None:
+    """A worker that just finished lingers awake: the next request of a burst is taken
+    without a wake-up call on the caller's path (each costs the caller 3 to 30 us) when the
+    linger ends. Lingering ends in sleep: after a quiet spell a request makes one wake-up
+    call and is handled at once, not when some timeout ends."""
+    flow, wake_ups = _flow_that_sent_one(users, mail_outbox, monkeypatch, linger=linger)
+    time.sleep(quiet)
+    # From here a lingering worker would hold the request past flush()'s timeout.
+    monkeypatch.setattr("mailreset.reset._LINGER", 60.0)
+
+    flow.request(ADDRESSES[1])
+    assert flow.flush(timeout=10)
+    calls = wake_ups.calls
+    flow.close(timeout=10)
+
+    assert wake_up_calls == calls
+    assert 2 == len(mail_outbox.messages)
+
+
+def test_close_ends_lingering_workers_at_once(
+    users: MemoryUserStore, mail_outbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() does not wait out a linger: lingering workers are told to stop."""
+    monkeypatch.setattr("mailreset.reset._LINGER", 60.0)
+    before = _flow_threads()
+    flow = _flow(mail_outbox, users)
+    flow.request(ADDRESSES[0])
+    assert flow.flush(timeout=10)
+    ours = [thread for thread in _flow_threads() if thread not in before]
+    assert ours, "the flow started no worker"
+
+    flow.close(timeout=5)  # raises TimeoutError if a worker still lingers
+
+    assert not [thread for thread in ours if thread.is_alive()]
