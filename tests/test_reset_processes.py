@@ -207,3 +207,33 @@ def test_close_ends_lingering_workers_at_once(
     flow.close(timeout=5)  # raises TimeoutError if a worker still lingers
 
     assert not [thread for thread in ours if thread.is_alive()]
+
+
+def test_fork_while_the_workers_linger(
+    users: MemoryUserStore, mail_outbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked while the parent's workers linger (the linger is long enough to be sure), the
+    child starts its own workers and mails its requests; the parent goes on mailing too."""
+    monkeypatch.setattr("mailreset.reset._LINGER", 2.0)
+    flow = _flow(mail_outbox, users)
+    flow.request(ADDRESSES[0])
+    assert flow.flush(timeout=10)
+
+    def in_child() -> None:
+        flow.request(ADDRESSES[1])
+        flow.request(ADDRESSES[2])
+        assert flow.flush(timeout=10)
+        flow.close(timeout=10)
+        assert [(ADDRESSES[1],), (ADDRESSES[2],)] == sorted(
+            tuple(message.envelope_to) for message in mail_outbox.messages[1:]
+        )
+
+    code = run_in_fork(in_child)
+    flow.request(ADDRESSES[0])  # taken by a parent's worker when its linger ends
+    assert flow.flush(timeout=10)
+    flow.close(timeout=10)
+
+    assert 0 == code
+    assert [(ADDRESSES[0],), (ADDRESSES[0],)] == [
+        tuple(message.envelope_to) for message in mail_outbox.messages
+    ]

@@ -262,13 +262,7 @@ class PasswordReset(Generic[U]):
         # next request of a burst finds it and the caller makes no wake-up call, which costs
         # 3 to 30 us on the caller's path (the thread that just gave up the GIL is woken on
         # the caller's CPU). Lingering ends in sleep, so an idle flow still wakes no thread.
-        lock, wakeup, linger, done, items = (
-            self._lock,
-            self._wakeup,
-            self._linger,
-            self._done,
-            self._items,
-        )
+        lock, wakeup, done, items = self._lock, self._wakeup, self._done, self._items
         while True:
             with lock:
                 lingered = False
@@ -280,7 +274,7 @@ class PasswordReset(Generic[U]):
                         wakeup.wait()
                     else:
                         lingered = True
-                        linger.wait(_LINGER)
+                        self._linger.wait(_LINGER)
                 item = items.popleft()
             try:
                 self._handle(*item)
